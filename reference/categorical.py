@@ -1,0 +1,222 @@
+"""Negative log-likelihood and cross-entropy over C classes.
+
+Layouts follow torch: the class dimension is 1 for a batch (N, C, d1, ..., dk) and 0 for an
+unbatched input (C,). Index targets drop the class dimension; probability targets keep it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _validation as v
+from .activations import log_softmax
+
+F64 = NDArray[np.float64]
+Int = NDArray[np.int64]
+
+
+def _class_dim(ndim: int) -> int:
+    return 0 if ndim == 1 else 1
+
+
+def _class_weights(weight: ArrayLike | None, n_classes: int, prefix: str = "") -> F64:
+    if weight is None:
+        return np.ones(n_classes)
+    w = v.as_array(weight)
+    if w.ndim != 1 or w.size != n_classes:
+        raise RuntimeError(
+            f"{prefix}weight tensor should be defined either for all {n_classes} classes or no classes "
+            f"but got weight tensor of shape: {list(w.shape)}"
+        )
+    return w.astype(np.float64)
+
+
+def _check_index_target_shape(input: NDArray[Any], target: NDArray[Any]) -> None:
+    if input.ndim < 1:
+        raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
+    if input.ndim == 1:
+        if target.ndim > 1:
+            raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+        if target.ndim == 1 and target.shape[0] != 1:
+            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.shape[0]}")
+        return
+    if target.ndim == 0 or input.shape[0] != target.shape[0]:
+        batch = target.shape[0] if target.ndim else "none"
+        raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size ({batch}).")
+    if input.ndim == 2 and target.ndim != 1:
+        raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+    expected = (input.shape[0],) + input.shape[2:]
+    if target.shape != expected:
+        raise RuntimeError(f"Expected target size {list(expected)}, got {list(target.shape)}")
+
+
+class _Picked(NamedTuple):
+    """Per-position view of an index target against the class dimension."""
+
+    kept: NDArray[np.bool_]  # positions whose target is not ignore_index
+    safe_target: Int  # the target, with ignored positions pointed at class 0 so indexing works
+    class_weight: F64  # w[y] at kept positions, 0 at ignored ones
+
+
+def _pick_targets(target: NDArray[Any], ignore_index: int, weights: F64) -> _Picked:
+    t = target.astype(np.int64)
+    kept = t != ignore_index
+    n_classes = weights.size
+    out_of_range = kept & ((t < 0) | (t >= n_classes))
+    if np.any(out_of_range):
+        raise IndexError(f"Target {t[out_of_range].flat[0]} is out of bounds.")
+    safe = np.where(kept, t, 0)
+    class_weight = np.where(kept, weights[safe] if n_classes else 0.0, 0.0)
+    return _Picked(kept, safe, class_weight)
+
+
+def _select_class(values: F64, safe_target: Int, class_dim: int) -> F64:
+    """values[..., y, ...] along the class dimension, for every position."""
+    chosen = np.take_along_axis(values, np.expand_dims(safe_target, class_dim), axis=class_dim)
+    return np.squeeze(chosen, axis=class_dim)
+
+
+def _reduce_weighted(losses: F64, denominator: F64, reduction: str) -> F64:
+    """'mean' divides by ``denominator`` (a total weight), giving NaN when it is 0."""
+    if reduction == "none":
+        return losses
+    total = np.sum(losses)
+    if reduction == "sum":
+        return np.asarray(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(total / np.sum(denominator))
+
+
+def nll_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> F64:
+    """Negative log-likelihood of class-index targets.
+
+    l_i = -w[y_i] * x[i, y_i], and exactly 0 where y_i == ignore_index.
+    'mean' = sum_i l_i / sum_{i not ignored} w[y_i]: NaN when every target is ignored, the
+    batch is empty, or the selected weights sum to 0. K-dimensional inputs pool every position
+    into one mean. ``ignore_index`` may be any integer, in or out of [0, C). The input is not
+    checked to hold log-probabilities.
+    """
+    v.check_reduction(reduction)
+    x_in, t_in = v.as_array(input), v.as_array(target)
+    weights = _check_index_arguments(x_in, t_in, weight, "nll_loss")
+    return _nll_of_log_probabilities(x_in.astype(np.float64), t_in, weights, ignore_index, reduction)
+
+
+def _check_index_arguments(x_in: NDArray[Any], t_in: NDArray[Any], weight: ArrayLike | None, op: str) -> F64:
+    """The checks torch makes on an index target and its class weights; returns the weights."""
+    _check_index_target_shape(x_in, t_in)
+    v.check_index_target_dtype(t_in)
+    v.check_floating("input", x_in, op)
+    weights = _class_weights(weight, x_in.shape[_class_dim(x_in.ndim)])
+    if weight is not None:
+        v.check_same_dtype("weight", v.as_array(weight), x_in)
+    return weights
+
+
+def _nll_of_log_probabilities(logp: F64, target: NDArray[Any], weights: F64, ignore_index: int, reduction: str) -> F64:
+    class_dim = _class_dim(logp.ndim)
+    # An unbatched target of shape (1,) is the same as one of shape (): the output is a scalar.
+    t = target.reshape(()) if logp.ndim == 1 else target
+    picked = _pick_targets(t, ignore_index, weights)
+    log_likelihood = _select_class(logp, picked.safe_target, class_dim)
+    losses = np.where(picked.kept, -picked.class_weight * log_likelihood, 0.0)
+    return _reduce_weighted(losses, picked.class_weight, reduction)
+
+
+def _effective_label_smoothing(label_smoothing: float) -> float:
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    # torch silently treats a negative or NaN smoothing as no smoothing.
+    return float(label_smoothing) if label_smoothing > 0.0 else 0.0
+
+
+def cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> F64:
+    """Cross-entropy of logits ``input`` against class indices or class probabilities.
+
+    A target of the input's shape holds probabilities (it must be floating); any other
+    target holds class indices. With logp = log_softmax(x) over the class dimension and
+    smoothing eps (eps > 1 rejected, eps < 0 or NaN taken as 0):
+
+    Index targets:  L = (1 - eps) * NLL(logp, y, w) + (eps / C) * S, where
+        S_i = -sum_c w_c logp[i, c] (0 where y_i is ignored), reduced like NLL: 'mean'
+        divides S by the same sum of w[y_i] over non-ignored i.
+    Probability targets:  t' = (1 - eps) t + eps / C,  l_n = -sum_c w_c t'_nc logp_nc;
+        'mean' divides by the number of positions N * d1 * ... * dk, not by weights.
+        Targets are not validated; ignore_index >= 0 is rejected, negative ones are unused.
+    """
+    v.check_reduction(reduction)
+    x_in, t_in = v.as_array(input), v.as_array(target)
+    if x_in.shape == t_in.shape:
+        return _cross_entropy_with_probabilities(x_in, t_in, weight, ignore_index, reduction, label_smoothing)
+    eps = _effective_label_smoothing(label_smoothing)
+    weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
+    class_dim = _class_dim(x_in.ndim)
+    logp = log_softmax(x_in, class_dim)
+    nll = _nll_of_log_probabilities(logp, t_in, weights, ignore_index, reduction)
+    if eps == 0.0:
+        return nll
+    if x_in.ndim == 1:
+        # A target of shape (1,) is documented and well defined here, but torch 2.13 raises:
+        # see the named divergence in tests/test_cross_entropy.py.
+        t_in = t_in.reshape(())
+    n_classes = x_in.shape[class_dim]
+    picked = _pick_targets(t_in, ignore_index, weights)
+    smooth = -np.sum(logp * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
+    smooth = np.where(picked.kept, smooth, 0.0)
+    return np.asarray((1.0 - eps) * nll + (eps / n_classes) * _reduce_weighted(smooth, picked.class_weight, reduction))
+
+
+def _class_shape(ndim: int, n_classes: int) -> tuple[int, ...]:
+    """The shape that broadcasts a per-class vector along the class dimension."""
+    shape = [1] * ndim
+    shape[_class_dim(ndim)] = n_classes
+    return tuple(shape)
+
+
+def _cross_entropy_with_probabilities(
+    x_in: NDArray[Any],
+    t_in: NDArray[Any],
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+) -> F64:
+    if not np.issubdtype(t_in.dtype, np.floating):
+        raise RuntimeError(f"Expected floating point type for target with class probabilities, got {t_in.dtype}")
+    if ignore_index >= 0:
+        raise RuntimeError("ignore_index is not supported for floating point target")
+    if x_in.ndim == 0:
+        raise IndexError("Dimension specified as 1 but tensor has no dimensions")
+    v.check_floating("input", x_in, "cross_entropy")
+    class_dim = _class_dim(x_in.ndim)
+    n_classes = x_in.shape[class_dim]
+    weights = _class_weights(weight, n_classes, prefix="cross_entropy: ")
+    eps = _effective_label_smoothing(label_smoothing)
+    t = t_in.astype(np.float64)
+    if eps > 0.0:
+        t = t * (1.0 - eps) + eps / n_classes
+    logp = log_softmax(x_in, class_dim)
+    losses = -np.sum(weights.reshape(_class_shape(x_in.ndim, n_classes)) * t * logp, axis=class_dim)
+    if reduction == "none":
+        return np.asarray(losses)
+    total = np.sum(losses)
+    if reduction == "sum":
+        return np.asarray(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(total / np.float64(losses.size))
