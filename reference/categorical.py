@@ -115,6 +115,9 @@ def _check_index_arguments(x_in: NDArray[Any], t_in: NDArray[Any], weight: Array
     """The checks torch makes on an index target and its class weights; returns the weights."""
     _check_index_target_shape(x_in, t_in)
     v.check_index_target_dtype(t_in)
+    if x_in.ndim > 2 and x_in.size and t_in.dtype == np.uint8:
+        # Measured on torch 2.13: the K-dimensional kernels accept only int64 targets.
+        raise RuntimeError("K-dimensional inputs need int64 targets; a uint8 target is accepted only up to (N, C)")
     v.check_floating("input", x_in, op)
     weights = _class_weights(weight, x_in.shape[_class_dim(x_in.ndim)])
     if weight is not None:

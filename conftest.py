@@ -1,0 +1,82 @@
+"""Run configuration: hypothesis profiles, the --device option and the run's closing summary.
+
+Profiles (choose with --hypothesis-profile=NAME; ``ci`` is the default when CI=true):
+  dev       quick local feedback, random seeds, example database on;
+  ci        derandomized (same examples every run), no example database;
+  thorough  20x the ci examples, for a deep run before citing results.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+CI_EXAMPLES = 60
+
+_common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=15, **_common)
+settings.register_profile("ci", max_examples=CI_EXAMPLES, derandomize=True, database=None, **_common)
+settings.register_profile("thorough", max_examples=20 * CI_EXAMPLES, **_common)
+DEFAULT_PROFILE = "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
+settings.load_profile(DEFAULT_PROFILE)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="torch device to verify on: any torch device string (cpu, cuda, cuda:1, mps, ...). Default: cpu.",
+    )
+
+
+def _usable_device(name: str) -> str:
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise pytest.UsageError(f"--device {name!r} is not a torch device string: {error}") from None
+    try:
+        torch.zeros(1, device=device) + 1
+    except (RuntimeError, AssertionError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise pytest.UsageError(f"--device {name!r} is not available on this machine: {first_line}") from None
+    return str(device)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.option.device = _usable_device(config.getoption("device"))
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("device"))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import hypothesis
+    import numpy
+
+    return [
+        f"loss-parity: torch {torch.__version__} on {config.getoption('device')}, numpy {numpy.__version__}, "
+        f"hypothesis {hypothesis.__version__}, profile {config.getoption('hypothesis_profile') or DEFAULT_PROFILE}"
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.common.ledger import RECORDS
+
+    if not RECORDS:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("loss-parity: what each property compared")
+    for test, record in sorted(RECORDS.items()):
+        worst = (
+            f"worst error {record.worst_error:.3g} = {record.worst_ratio:.3g} x its bound {record.worst_bound:.3g}"
+            if record.compared
+            else "nothing compared"
+        )
+        write(f"{test}: {record.compared} compared, {worst}")
+        for reason, count in record.excluded.most_common():
+            write(f"    excluded {count}x: {reason}")

@@ -1,0 +1,115 @@
+"""The one way the suite compares a computed loss with its reference value.
+
+Every failure reads as a sentence (what was called, what torch gave, what was expected,
+by how much the bound was missed) followed by a snippet that reproduces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import reference
+
+from . import ledger, reproducer, tolerance
+from .cases import Case, to_torch
+from .dtypes import Dtype
+from .implementations import LossImpl
+
+
+class ParityError(AssertionError):
+    """An implementation disagreed with the reference beyond the tolerance model's bound."""
+
+
+class RejectionMismatch(AssertionError):
+    """Torch and the reference did not reject an input in the same way."""
+
+
+def _where(index: tuple[int, ...]) -> str:
+    return f" at index {list(index)}" if index else ""
+
+
+def assert_close(got: torch.Tensor, want: np.ndarray, bound: np.ndarray, *, what: str, dtype: Dtype,
+                 repro: str) -> None:
+    """``got`` equals ``want`` within ``bound`` element-wise: same shape and dtype, the same
+    NaN positions, the same infinities, finite values within the bound. Records the worst error.
+    """
+    __tracebackhide__ = True
+
+    def fail(sentence: str) -> None:
+        raise ParityError(f"{what}: {sentence}\n\nReproduce with:\n\n{repro}\n")
+
+    if tuple(got.shape) != want.shape:
+        fail(f"torch returned shape {list(got.shape)}, but the reference gives {list(want.shape)}")
+    if got.dtype != dtype.torch:
+        fail(f"torch returned dtype {got.dtype}, but the inputs were {dtype.torch}")
+    g = got.detach().to("cpu", torch.float64).numpy()
+    bound = np.broadcast_to(bound, want.shape)
+    for index in np.ndindex(want.shape):
+        gv, wv = g[index], want[index]
+        if np.isnan(wv) != np.isnan(gv):
+            fail(f"torch gave {gv!r}{_where(index)} where the reference gives {wv!r}")
+        if np.isinf(wv) or np.isinf(gv):
+            if gv != wv:
+                fail(f"torch gave {gv!r}{_where(index)} where the reference gives {wv!r}")
+    finite = np.isfinite(want)
+    error = np.where(finite, np.abs(g - np.where(finite, want, 0.0)), 0.0)
+    excess = error - bound
+    if error.size and np.max(excess) > 0:
+        index = np.unravel_index(int(np.argmax(excess / np.maximum(bound, np.finfo(float).tiny))), want.shape)
+        e, b = error[index], bound[index]
+        fail(
+            f"torch gave {g[index]!r}{_where(index)} where the reference gives {want[index]!r}; "
+            f"the error {e:.3g} exceeds the tolerance model's bound {b:.3g} by a factor {e / b if b else np.inf:.3g}"
+        )
+    if error.size:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios = np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0))
+        worst = np.unravel_index(int(np.argmax(ratios)), want.shape)
+        ledger.record_comparison(float(error[worst]), float(bound[worst]))
+
+
+def check_parity(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> None:
+    """``impl`` computes ``case`` as the reference does, within the tolerance model's bound."""
+    __tracebackhide__ = True
+    want = np.asarray(getattr(reference, case.loss)(case.input, case.target, **case.kwargs))
+    bound = np.asarray(tolerance.error_bound(case.loss, dtype, case.input, case.target, **case.kwargs))
+    if np.any(np.isinf(bound) & np.isfinite(want)):
+        ledger.exclude("ill-conditioned: the mean's total weight is within rounding error of 0")
+    input, target, kwargs = to_torch(case, dtype, device)
+    got = impl(input, target, **kwargs)
+    assert_close(got, want, bound, what=f"{case.describe()} in {form} form, {dtype} on {device}",
+                 dtype=dtype, repro=reproducer.snippet(case, dtype, device, form))
+
+
+def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> type[Exception]:
+    """Torch and the reference both reject ``case``, with the same exception class."""
+    __tracebackhide__ = True
+
+    def outcome(call: Callable[[], Any]) -> BaseException | None:
+        try:
+            call()
+        except Exception as error:  # noqa: BLE001 - the class is exactly what is compared
+            return error
+        return None
+
+    input, target, kwargs = to_torch(case, dtype, device)
+    theirs = outcome(lambda: impl(input, target, **kwargs))
+    ours = outcome(lambda: getattr(reference, case.loss)(case.input, case.target, **case.kwargs))
+    repro = reproducer.snippet(case, dtype, device, form)
+    what = f"{case.describe()} in {form} form, {dtype} on {device}"
+    if theirs is None or ours is None or type(theirs) is not type(ours) or not str(ours):
+        raise RejectionMismatch(
+            f"{what}: torch {_outcome_words(theirs)}, the reference {_outcome_words(ours)}"
+            f"\n\nReproduce with:\n\n{repro}\n"
+        )
+    return type(theirs)
+
+
+def _outcome_words(error: BaseException | None) -> str:
+    if error is None:
+        return "accepted it"
+    return f"raised {type(error).__name__}({str(error)!r})"

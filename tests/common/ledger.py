@@ -1,0 +1,46 @@
+"""What each property saw: examples compared, examples excluded and why, the worst error.
+
+Nothing is excluded silently: ``exclude(reason)`` is the only way a property drops an
+example, and conftest prints every reason with its count at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import hypothesis
+
+
+@dataclass
+class PropertyRecord:
+    compared: int = 0
+    excluded: Counter[str] = field(default_factory=Counter)
+    # The worst example: largest |torch - reference| / bound, with the error and bound.
+    worst_ratio: float = 0.0
+    worst_error: float = 0.0
+    worst_bound: float = 0.0
+
+
+RECORDS: defaultdict[str, PropertyRecord] = defaultdict(PropertyRecord)
+
+
+def current_test() -> str:
+    # pytest sets this to "path::name[params] (call)" while a test runs.
+    return os.environ.get("PYTEST_CURRENT_TEST", "<outside pytest>").rsplit(" ", 1)[0]
+
+
+def exclude(reason: str) -> None:
+    """Drop the current hypothesis example, counting ``reason`` for the run's summary."""
+    RECORDS[current_test()].excluded[reason] += 1
+    hypothesis.event(f"excluded: {reason}")
+    hypothesis.reject()
+
+
+def record_comparison(error: float, bound: float) -> None:
+    record = RECORDS[current_test()]
+    record.compared += 1
+    ratio = error / bound if bound > 0 else (0.0 if error == 0 else float("inf"))
+    if ratio >= record.worst_ratio:
+        record.worst_ratio, record.worst_error, record.worst_bound = ratio, error, bound

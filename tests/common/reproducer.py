@@ -1,0 +1,55 @@
+"""Copy-pasteable snippets that rerun a failing Case against torch and the reference."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .cases import ARRAY_KWARGS, Case
+from .dtypes import Dtype
+from .implementations import call_expression
+
+
+def _float_literal(value: float) -> str:
+    if math.isnan(value):
+        return "np.nan"
+    if math.isinf(value):
+        return "np.inf" if value > 0 else "-np.inf"
+    return repr(float(value))  # repr round-trips float64 exactly
+
+
+def _nested(values: Any) -> str:
+    if isinstance(values, list):
+        return "[" + ", ".join(_nested(v) for v in values) + "]"
+    if isinstance(values, float):
+        return _float_literal(values)
+    return repr(values)
+
+
+def array_literal(array: np.ndarray) -> str:
+    """An exact ``np.array(...)`` expression for ``array`` (shape, dtype and every bit of value)."""
+    if array.size == 0:
+        return f"np.zeros({array.shape!r}, dtype=np.{array.dtype})"
+    return f"np.array({_nested(array.tolist())}, dtype=np.{array.dtype})"
+
+
+def snippet(case: Case, dtype: Dtype, device: str, form: str) -> str:
+    kwargs = ", ".join(
+        f"{k}={array_literal(v) if k in ARRAY_KWARGS else repr(v)}" for k, v in case.kwargs.items()
+    )
+    lines = [
+        "import numpy as np, torch",
+        "import reference",
+        f"x = {array_literal(case.input)}",
+        f"t = {array_literal(case.target)}",
+        f"np_kwargs = dict({kwargs})",
+        f"dtype, device = torch.{dtype.name}, {device!r}",
+        "as_t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype if a.dtype.kind == 'f' else None)",
+        "kwargs = {k: as_t(v) if isinstance(v, np.ndarray) else v for k, v in np_kwargs.items()}",
+        "input, target = as_t(x), as_t(t)",
+        f"print('torch    ', {call_expression(case.loss, form)})",
+        f"print('reference', reference.{case.loss}(x, t, **np_kwargs))",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The one set of hypothesis strategies for drawing loss inputs.
+
+Arrays come from ``hypothesis.extra.numpy.arrays``; elements are drawn at the dtype's width
+and snapped, so every value is exactly representable in the dtype under test. Element
+strategies mix ordinary values with the risk regions: logits up to |1e4|, saturated
+sigmoid, probabilities exactly 0 and 1 or within 1e-6 of them. Optional keyword arguments
+are sometimes omitted, so that torch's defaults are exercised too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from .cases import Case
+from .dtypes import Dtype
+
+MAX_BATCH = 4
+MAX_CLASSES = 5
+MAX_EXTRA_DIMS = 3  # K-dimensional inputs (N, C, d1, ..., dk), k <= 3
+MAX_EXTRA_SIZE = 3
+
+REDUCTIONS = ("none", "mean", "sum")
+
+# Logits where something changes: sigmoid saturates in float32 (17, 88.72) and float64
+# (37, 745.2); exp overflows in float32 past 88.72; 1e4 is the largest magnitude drawn.
+LOGIT_LANDMARKS = (0.0, 17.0, 37.0, 88.72, 745.2, 1e4)
+
+
+_NUMPY_FLOAT = {16: np.float16, 32: np.float32, 64: np.float64}
+
+
+def _inward(bound: float, width: int, towards: float) -> float:
+    """``bound`` rounded to the drawing width, moved one step inwards if rounding took it outside."""
+    kind = _NUMPY_FLOAT[width]
+    rounded = kind(bound)
+    if (towards > bound and rounded < bound) or (towards < bound and rounded > bound):
+        rounded = np.nextafter(rounded, kind(towards))
+    return float(rounded)
+
+
+def floats(dtype: Dtype, low: float, high: float) -> st.SearchStrategy[float]:
+    width = dtype.hypothesis_width
+    return st.floats(_inward(low, width, high), _inward(high, width, low), width=width)
+
+
+def float_arrays(dtype: Dtype, shape: tuple[int, ...], elements: st.SearchStrategy[float]) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.float64, shape, elements=elements).map(dtype.snap)
+
+
+def logit_elements(dtype: Dtype) -> st.SearchStrategy[float]:
+    landmarks = [sign * v for v in LOGIT_LANDMARKS for sign in (1.0, -1.0)]
+    return st.one_of(
+        floats(dtype, -10, 10),
+        floats(dtype, -100, 100),
+        floats(dtype, -1e4, 1e4),
+        st.sampled_from(landmarks),
+    )
+
+
+def probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
+    return st.one_of(
+        floats(dtype, 0, 1),
+        st.sampled_from([0.0, 1.0, 0.5]),
+        floats(dtype, 0, 1e-6),
+        floats(dtype, 1 - 1e-6, 1),
+    )
+
+
+def weight_elements(dtype: Dtype) -> st.SearchStrategy[float]:
+    """Weights as users pass them (positive), plus zeros and negatives, which torch accepts."""
+    return st.one_of(floats(dtype, 0, 10), st.sampled_from([0.0, 1.0]), floats(dtype, -10, 10))
+
+
+def reduction_kwargs() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional={"reduction": st.sampled_from(REDUCTIONS)})
+
+
+@st.composite
+def broadcastable_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape that broadcasts right-aligned to ``shape`` without enlarging it."""
+    n_dims = draw(st.integers(0, len(shape)), label="broadcast dims")
+    trailing = shape[len(shape) - n_dims:]
+    return tuple(draw(st.sampled_from([size, 1])) for size in trailing)
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary losses: input and target of one shape, any rank.
+# ---------------------------------------------------------------------------------------------
+
+
+def binary_shapes() -> st.SearchStrategy[tuple[int, ...]]:
+    return hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4)
+
+
+@st.composite
+def binary_cross_entropy_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
+    shape = draw(binary_shapes(), label="shape")
+    probabilities = draw(float_arrays(dtype, shape, probability_elements(dtype)), label="input")
+    target = draw(float_arrays(dtype, shape, probability_elements(dtype)), label="target")
+    kwargs = draw(reduction_kwargs(), label="kwargs")
+    if draw(st.booleans(), label="with weight"):
+        w_shape = draw(broadcastable_shape(shape), label="weight shape")
+        kwargs["weight"] = draw(float_arrays(dtype, w_shape, weight_elements(dtype)), label="weight")
+    return Case("binary_cross_entropy", probabilities, target, kwargs)
+
+
+@st.composite
+def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
+    shape = draw(binary_shapes(), label="shape")
+    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
+    # Targets outside [0, 1] are accepted by torch (not range-checked), so they are drawn too.
+    target_elements = st.one_of(probability_elements(dtype), floats(dtype, -1, 2))
+    target = draw(float_arrays(dtype, shape, target_elements), label="target")
+    kwargs = draw(reduction_kwargs(), label="kwargs")
+    for name, elements in (("weight", weight_elements(dtype)), ("pos_weight", weight_elements(dtype))):
+        if draw(st.booleans(), label=f"with {name}"):
+            arg_shape = draw(broadcastable_shape(shape), label=f"{name} shape")
+            kwargs[name] = draw(float_arrays(dtype, arg_shape, elements), label=name)
+    return Case("binary_cross_entropy_with_logits", logits, target, kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Categorical losses: (C,) unbatched, (N, C) batched, (N, C, d1..dk) K-dimensional.
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def categorical_shape(draw: st.DrawFn, min_classes: int = 1, max_classes: int = MAX_CLASSES) -> tuple[int, ...]:
+    layout = draw(st.sampled_from(["unbatched", "batched", "k-dim"]), label="layout")
+    n_classes = draw(st.integers(min_classes, max_classes), label="classes")
+    if layout == "unbatched":
+        return (n_classes,)
+    batch = draw(st.integers(0, MAX_BATCH), label="batch")
+    extra: tuple[int, ...] = ()
+    if layout == "k-dim":
+        k = draw(st.integers(1, MAX_EXTRA_DIMS), label="k")
+        extra = tuple(draw(st.lists(st.integers(0, MAX_EXTRA_SIZE), min_size=k, max_size=k), label="extra dims"))
+    return (batch, n_classes, *extra)
+
+
+def class_dim(shape: tuple[int, ...]) -> int:
+    return 0 if len(shape) == 1 else 1
+
+
+@st.composite
+def ignore_index_choice(draw: st.DrawFn, n_classes: int) -> tuple[int, bool]:
+    """An ignore_index of every kind, and whether it is passed (False: torch's default -100)."""
+    kind = draw(st.sampled_from(["default", "in range", "negative", "beyond the classes"]), label="ignore kind")
+    if kind == "default":
+        return -100, draw(st.booleans(), label="pass -100 explicitly")
+    value = {
+        "in range": st.integers(0, n_classes - 1),
+        "negative": st.integers(-1000, -1),
+        "beyond the classes": st.integers(n_classes, 2**40),
+    }[kind]
+    return draw(value, label="ignore_index"), True
+
+
+@st.composite
+def index_targets(draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int) -> np.ndarray:
+    """Class indices for ``shape``; none, some or all of them set to ``ignore_index``."""
+    n_classes = shape[class_dim(shape)]
+    target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
+    target = draw(hnp.arrays(np.int64, target_shape, elements=st.integers(0, n_classes - 1)), label="classes")
+    how_many_ignored = draw(st.sampled_from(["none", "some", "all"]), label="ignored")
+    if how_many_ignored == "all":
+        target = np.full(target_shape, ignore_index, dtype=np.int64)
+    elif how_many_ignored == "some":
+        mask = draw(hnp.arrays(np.bool_, target_shape), label="ignored positions")
+        target = np.where(mask, ignore_index, target)
+    # With C = 1 a (1,) target has the input's shape, which torch reads as probabilities.
+    if len(shape) == 1 and n_classes > 1 and draw(st.booleans(), label="unbatched target of shape (1,)"):
+        target = target.reshape(1)
+    # torch takes uint8 targets too, when every value fits, for inputs up to (N, C) (K-dimensional
+    # inputs reject them: an error-parity case).
+    fits = target.size and target.min() >= 0 and target.max() <= 255
+    if fits and len(shape) <= 2 and draw(st.booleans(), label="uint8 target"):
+        target = target.astype(np.uint8)
+    return np.asarray(target)
+
+
+@st.composite
+def class_weight_kwargs(draw: st.DrawFn, dtype: Dtype, n_classes: int) -> dict[str, Any]:
+    if not draw(st.booleans(), label="with weight"):
+        return {}
+    return {"weight": draw(float_arrays(dtype, (n_classes,), weight_elements(dtype)), label="weight")}
+
+
+@st.composite
+def nll_loss_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
+    shape = draw(categorical_shape(), label="shape")
+    n_classes = shape[class_dim(shape)]
+    # NLL takes any floats as log-probabilities; torch never checks them.
+    log_probabilities = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
+    ignore_index, pass_it = draw(ignore_index_choice(n_classes), label="ignore_index")
+    target = draw(index_targets(shape, ignore_index), label="target")
+    kwargs = draw(reduction_kwargs(), label="kwargs")
+    kwargs.update(draw(class_weight_kwargs(dtype, n_classes), label="weight"))
+    if pass_it:
+        kwargs["ignore_index"] = ignore_index
+    return Case("nll_loss", log_probabilities, target, kwargs)
+
+
+def label_smoothing_values() -> st.SearchStrategy[float]:
+    """[0, 1] with both ends, plus negative and NaN values, which torch treats as 0."""
+    return st.one_of(
+        st.floats(0, 1),
+        st.sampled_from([0.0, 1.0]),
+        st.floats(-1, 0, exclude_max=True),
+        st.just(math.nan),
+    )
+
+
+@st.composite
+def probability_targets(draw: st.DrawFn, dtype: Dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Class probabilities: normalised along the class dimension, or arbitrary floats (unchecked by torch)."""
+    if draw(st.booleans(), label="normalised"):
+        raw = draw(float_arrays(dtype, shape, probability_elements(dtype)), label="unnormalised mass")
+        total = np.sum(raw, axis=class_dim(shape), keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            normalised = np.where(total > 0, raw / total, 1.0 / shape[class_dim(shape)])
+        return dtype.snap(normalised)
+    return draw(float_arrays(dtype, shape, floats(dtype, -1, 2)), label="arbitrary targets")
+
+
+@st.composite
+def cross_entropy_cases(draw: st.DrawFn, dtype: Dtype, target_kind: str | None = None) -> Case:
+    shape = draw(categorical_shape(), label="shape")
+    n_classes = shape[class_dim(shape)]
+    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
+    kwargs = draw(reduction_kwargs(), label="kwargs")
+    kwargs.update(draw(class_weight_kwargs(dtype, n_classes), label="weight"))
+    if draw(st.booleans(), label="with label_smoothing"):
+        kwargs["label_smoothing"] = draw(label_smoothing_values(), label="label_smoothing")
+    kind = target_kind or draw(st.sampled_from(["index", "probability"]), label="target kind")
+    if kind == "probability":
+        target = draw(probability_targets(dtype, shape), label="target")
+        if draw(st.booleans(), label="pass a negative ignore_index"):
+            # Negative values are accepted and unused with probability targets.
+            kwargs["ignore_index"] = draw(st.integers(-1000, -1), label="ignore_index")
+        return Case("cross_entropy", logits, target, kwargs)
+    ignore_index, pass_it = draw(ignore_index_choice(n_classes), label="ignore_index")
+    target = draw(index_targets(shape, ignore_index), label="target")
+    if pass_it:
+        kwargs["ignore_index"] = ignore_index
+    return Case("cross_entropy", logits, target, kwargs)
+
+
+CASES = {
+    "binary_cross_entropy": binary_cross_entropy_cases,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_cases,
+    "nll_loss": nll_loss_cases,
+    "cross_entropy": cross_entropy_cases,
+}

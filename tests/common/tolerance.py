@@ -1,0 +1,310 @@
+"""The suite's one tolerance model: a running rounding-error analysis of each loss.
+
+How a bound is derived
+----------------------
+Inputs are exact (they are drawn in the dtype under test). Each loss is replayed here, step
+by step in the order torch computes it, on ``Tracked`` numbers: a float64 value together
+with a bound on the absolute error that the same step accumulates when torch performs it in
+the dtype. Every step obeys the standard model of floating-point arithmetic (Higham,
+*Accuracy and Stability of Numerical Algorithms*, 2nd ed., section 2.2):
+
+    fl(a op b) = (a op b)(1 + d) + e,   |d| <= u,   |e| <= eta
+
+with u the dtype's unit roundoff and eta the spacing of its subnormals (the absolute floor:
+an operation that underflows loses at most that much). Errors already present in the
+operands are propagated through each operation's exact first-order-free sensitivity (for a
+product |a| e_b + |b| e_a + e_a e_b, for log the exact -log(1 - e/v), and so on). A sum of n
+terms adds gamma_{n-1} = (n-1)u / (1-(n-1)u) times the sum of their magnitudes, valid for any
+summation order. The result is a rigorous worst-case bound whose scale follows from the
+computation itself: it grows with max|logit| and C for log-softmax losses, with |x| for
+BCEWithLogits, with the number of elements for reductions, and it becomes infinite when a
+'mean' divides by a total weight that rounding could drive to zero (an ill-conditioned
+problem that the properties then exclude, with the reason shown in the run's summary).
+
+Nothing here is fitted to observed errors. Two constants are judgement, both stated:
+``TRANSCENDENTAL_ERROR`` and the second evaluation order for log-softmax.
+
+The reference computes in float64 with its own rounding; the model covers it by adding
+float64's unit roundoff to the dtype's (the reference is at least as well conditioned as the
+torch order modelled here: it uses the same log-sum-exp and cancellation-free softplus forms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import reference
+
+from .dtypes import FLOAT64, Dtype
+
+# exp, log and log1p in libm and in torch's vectorised kernels (SLEEF's 1-ulp variants) are
+# accurate to within 1 ulp; 1 ulp is at most 2u, so each such call errs by at most 2u
+# relative. Taken as 4u to leave room for 2-ulp implementations on other backends.
+TRANSCENDENTAL_ERROR = 4.0
+
+F64 = np.ndarray
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A value (computed in float64) and a bound on the absolute error of torch's computation."""
+
+    value: F64
+    error: F64
+    u: float
+    eta: float
+
+    # -- construction ---------------------------------------------------------------------
+    @staticmethod
+    def exact(values: Any, dtype: Dtype) -> Tracked:
+        """An input that is exactly representable in the dtype: no error yet."""
+        v = np.asarray(values, dtype=np.float64)
+        u = dtype.unit_roundoff + FLOAT64.unit_roundoff
+        return Tracked(v, np.zeros_like(v), u, dtype.smallest_subnormal)
+
+    def constant(self, c: float) -> Tracked:
+        """A Python float that torch rounds to the dtype before using it."""
+        return self._like(c, self.u * abs(c))
+
+    def _like(self, value: Any, error: Any) -> Tracked:
+        return Tracked(np.asarray(value, dtype=np.float64), np.asarray(error, dtype=np.float64), self.u, self.eta)
+
+    def _rounded(self, value: Any, propagated: Any, relative: float = 1.0) -> Tracked:
+        """Add one rounding (``relative`` units of u, plus eta) to the propagated error."""
+        value = np.asarray(value, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            rounding = np.where(np.isfinite(value), relative * self.u * np.abs(value) + self.eta, 0.0)
+        return self._like(value, propagated + rounding)
+
+    def _lift(self, other: Tracked | float | F64) -> Tracked:
+        if isinstance(other, Tracked):
+            return other
+        v = np.asarray(other, dtype=np.float64)
+        return self._like(v, np.zeros_like(v))
+
+    # -- arithmetic -----------------------------------------------------------------------
+    def __add__(self, other: Tracked | float | F64) -> Tracked:
+        o = self._lift(other)
+        return self._rounded(self.value + o.value, self.error + o.error)
+
+    def __radd__(self, other: float | F64) -> Tracked:
+        return self + other
+
+    def __neg__(self) -> Tracked:
+        return self._like(-self.value, self.error)  # exact
+
+    def __sub__(self, other: Tracked | float | F64) -> Tracked:
+        return self + (-self._lift(other))
+
+    def __rsub__(self, other: float | F64) -> Tracked:
+        return self._lift(other) - self
+
+    def __mul__(self, other: Tracked | float | F64) -> Tracked:
+        o = self._lift(other)
+        with np.errstate(invalid="ignore"):
+            propagated = np.abs(self.value) * o.error + np.abs(o.value) * self.error + self.error * o.error
+            propagated = np.nan_to_num(propagated, nan=0.0)  # 0 * inf with an exact zero factor
+        return self._rounded(self.value * o.value, propagated)
+
+    def __rmul__(self, other: float | F64) -> Tracked:
+        return self * other
+
+    def __truediv__(self, other: Tracked | float | F64) -> Tracked:
+        o = self._lift(other)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            quotient = self.value / o.value
+            margin = np.abs(o.value) - o.error
+            propagated = np.where(
+                o.error == 0,
+                self.error / np.abs(o.value),
+                np.where(margin > 0, (self.error + np.abs(quotient) * o.error) / margin, np.inf),
+            )
+            # An exact 0 / 0 or x / 0 is exactly NaN or inf: nothing left to bound.
+            propagated = np.where(np.isfinite(quotient), propagated, np.where(o.error == 0, 0.0, np.inf))
+        return self._rounded(quotient, propagated)
+
+    # -- functions ------------------------------------------------------------------------
+    def exp(self) -> Tracked:
+        value = np.exp(self.value)
+        return self._rounded(value, value * np.expm1(self.error), TRANSCENDENTAL_ERROR)
+
+    def log(self) -> Tracked:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.log(self.value)
+            ratio = self.error / self.value
+            propagated = np.where(self.error == 0, 0.0, np.where(ratio < 1, -np.log1p(-ratio), np.inf))
+        return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
+
+    def log1p(self) -> Tracked:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.log1p(self.value)
+            ratio = self.error / (1.0 + self.value)
+            propagated = np.where(self.error == 0, 0.0, np.where(ratio < 1, -np.log1p(-ratio), np.inf))
+        return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
+
+    def abs(self) -> Tracked:
+        return self._like(np.abs(self.value), self.error)  # exact
+
+    def clamp_min(self, floor: float) -> Tracked:
+        """max(x, floor): 1-Lipschitz, so it never adds error; certainly-below values become exact."""
+        certainly_below = (self.value + self.error <= floor) | (self.value == -np.inf)
+        return self._like(np.where(certainly_below, floor, np.maximum(self.value, floor)),
+                          np.where(certainly_below, 0.0, self.error))
+
+    def minimum(self, other: float) -> Tracked:
+        return self._like(np.minimum(self.value, other), self.error)  # 1-Lipschitz, exact
+
+    def sum(self, axis: int | None = None) -> Tracked:
+        """Any-order summation: gamma_{n-1} times the sum of magnitudes, plus the terms' errors."""
+        n = self.value.size if axis is None else self.value.shape[axis]
+        gamma = (n - 1) * self.u / (1 - (n - 1) * self.u) if n > 1 else 0.0
+        with np.errstate(invalid="ignore"):
+            value = np.sum(self.value, axis=axis)
+            propagated = np.sum(self.error, axis=axis) + gamma * np.sum(np.abs(self.value), axis=axis)
+            propagated = propagated + max(n - 1, 0) * self.eta
+        return self._like(value, propagated)
+
+    def where(self, condition: F64, other: Tracked | float) -> Tracked:
+        o = self._lift(other)
+        return self._like(np.where(condition, self.value, o.value), np.where(condition, self.error, o.error))
+
+    def take(self, index: F64, axis: int) -> Tracked:
+        pick = np.expand_dims(index, axis)
+        return self._like(np.squeeze(np.take_along_axis(self.value, pick, axis), axis),
+                          np.squeeze(np.take_along_axis(self.error, pick, axis), axis))
+
+    def broadcast_to(self, shape: tuple[int, ...]) -> Tracked:
+        return self._like(np.broadcast_to(self.value, shape), np.broadcast_to(self.error, shape))
+
+    @staticmethod
+    def larger(a: Tracked, b: Tracked) -> Tracked:
+        """Two evaluation orders of one quantity: keep the larger error bound."""
+        return a._like(a.value, np.maximum(a.error, b.error))
+
+
+# ---------------------------------------------------------------------------------------------
+# The losses, replayed in torch's order.
+# ---------------------------------------------------------------------------------------------
+
+
+def _class_dim(ndim: int) -> int:
+    return 0 if ndim == 1 else 1
+
+
+def _class_shape(ndim: int, n_classes: int) -> tuple[int, ...]:
+    shape = [1] * ndim
+    shape[_class_dim(ndim)] = n_classes
+    return tuple(shape)
+
+
+def log_softmax(x: Tracked, dim: int) -> Tracked:
+    """Two orders appear in torch's kernels: (x - m) - log s and x - (m + log s); bound both."""
+    m = np.max(x.value, axis=dim, keepdims=True)
+    shifted = x - m
+    log_s = shifted.exp().sum(axis=dim).log()
+    log_s = x._like(np.expand_dims(log_s.value, dim), np.expand_dims(log_s.error, dim))
+    return Tracked.larger(shifted - log_s, x - (log_s + m))
+
+
+def _reduce(losses: Tracked, reduction: str, denominator: Tracked | None) -> Tracked:
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    if denominator is None:
+        return total / float(losses.value.size)
+    return total / denominator.sum()
+
+
+def _index_target_parts(case_input: F64, target: F64, weight: F64 | None, ignore_index: int):
+    class_dim = _class_dim(case_input.ndim)
+    n_classes = case_input.shape[class_dim]
+    t = np.asarray(target, dtype=np.int64)
+    if case_input.ndim == 1:
+        t = t.reshape(())
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0)
+    w = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    return class_dim, n_classes, kept, safe, w
+
+
+def nll_loss(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
+             ignore_index: int = -100, reduction: str = "mean") -> Tracked:
+    return _nll(Tracked.exact(input, dtype), target, weight, ignore_index, reduction, dtype)
+
+
+def _nll(logp: Tracked, target: F64, weight: F64 | None, ignore_index: int, reduction: str, dtype: Dtype) -> Tracked:
+    class_dim, _, kept, safe, w = _index_target_parts(logp.value, target, weight, ignore_index)
+    class_weight = Tracked.exact(np.where(kept, w[safe] if w.size else 0.0, 0.0), dtype)
+    losses = (-(class_weight * logp.take(safe, class_dim))).where(kept, 0.0)
+    return _reduce(losses, reduction, class_weight)
+
+
+def cross_entropy(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
+                  ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0) -> Tracked:
+    x = Tracked.exact(input, dtype)
+    class_dim = _class_dim(x.value.ndim)
+    n_classes = x.value.shape[class_dim]
+    logp = log_softmax(x, class_dim)
+    eps = float(label_smoothing) if label_smoothing > 0 else 0.0
+    class_weights = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    w_along_classes = Tracked.exact(class_weights.reshape(_class_shape(x.value.ndim, n_classes)), dtype)
+    if np.shape(target) == np.shape(input):
+        t = Tracked.exact(target, dtype)
+        if eps > 0:
+            t = t * t.constant(1.0 - eps) + t.constant(eps / n_classes)
+        losses = -((logp * t) * w_along_classes).sum(axis=class_dim)
+        return _reduce(losses, reduction, None)
+
+    nll = _nll(logp, target, weight, ignore_index, reduction, dtype)
+    if eps == 0:
+        return nll
+    _, _, kept, safe, w_plain = _index_target_parts(x.value, target, weight, ignore_index)
+    smooth = (-(logp * w_along_classes).sum(axis=class_dim)).where(kept, 0.0)
+    class_weight = Tracked.exact(np.where(kept, w_plain[safe], 0.0), dtype)
+    smooth = _reduce(smooth, reduction, class_weight)
+    return nll * nll.constant(1.0 - eps) + smooth * smooth.constant(eps / n_classes)
+
+
+def binary_cross_entropy(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
+                         reduction: str = "mean") -> Tracked:
+    p, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
+    log_p = p.log().clamp_min(reference.LOG_CLAMP)
+    log_1mp = (-p).log1p().clamp_min(reference.LOG_CLAMP)
+    losses = (y - 1.0) * log_1mp - y * log_p
+    if weight is not None:
+        losses = losses * Tracked.exact(weight, dtype)
+    return _reduce(losses.broadcast_to(np.shape(target)), reduction, None)
+
+
+def binary_cross_entropy_with_logits(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
+                                     reduction: str = "mean", pos_weight: F64 | None = None) -> Tracked:
+    x, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
+    log_sigmoid = x.minimum(0.0) - (-(x.abs())).exp().log1p()
+    if pos_weight is not None:
+        log_sigmoid = log_sigmoid * ((Tracked.exact(pos_weight, dtype) - 1.0) * y + 1.0)
+    losses = (1.0 - y) * x - log_sigmoid
+    if weight is not None:
+        losses = losses * Tracked.exact(weight, dtype)
+    return _reduce(losses.broadcast_to(np.shape(target)), reduction, None)
+
+
+MODELS: dict[str, Callable[..., Tracked]] = {
+    "binary_cross_entropy": binary_cross_entropy,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
+    "nll_loss": nll_loss,
+    "cross_entropy": cross_entropy,
+}
+
+
+def error_bound(loss: str, dtype: Dtype, input: F64, target: F64, **kwargs: Any) -> F64:
+    """The largest absolute error torch may make computing ``loss`` in ``dtype`` (per output element).
+
+    ``inf`` marks an ill-conditioned result (a mean over a total weight rounding could cancel).
+    """
+    return MODELS[loss](dtype, input, target, **kwargs).error
