@@ -35,21 +35,34 @@ def array_literal(array: np.ndarray) -> str:
     return f"np.array({_nested(array.tolist())}, dtype=np.{array.dtype})"
 
 
-def snippet(case: Case, dtype: Dtype, device: str, form: str) -> str:
+def setup_lines(case: Case, dtype: Dtype, device: str) -> list[str]:
+    """Lines that rebuild ``case`` as NumPy arrays (x, t, np_kwargs) and as tensors (input, target, kwargs)."""
     kwargs = ", ".join(
         f"{k}={array_literal(v) if k in ARRAY_KWARGS else repr(v)}" for k, v in case.kwargs.items()
     )
-    lines = [
+    return [
         "import numpy as np, torch",
+        "import torch.nn.functional as F",
         "import reference",
         f"x = {array_literal(case.input)}",
         f"t = {array_literal(case.target)}",
         f"np_kwargs = dict({kwargs})",
         f"dtype, device = torch.{dtype.name}, {device!r}",
-        "as_t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype if a.dtype.kind == 'f' else None)",
+        "as_t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype if a.dtype == np.float64 else None)",
         "kwargs = {k: as_t(v) if isinstance(v, np.ndarray) else v for k, v in np_kwargs.items()}",
         "input, target = as_t(x), as_t(t)",
+    ]
+
+
+def snippet(case: Case, dtype: Dtype, device: str, form: str) -> str:
+    """Rerun ``case`` with torch (in ``form``) and with the reference."""
+    return "\n".join([
+        *setup_lines(case, dtype, device),
         f"print('torch    ', {call_expression(case.loss, form)})",
         f"print('reference', reference.{case.loss}(x, t, **np_kwargs))",
-    ]
-    return "\n".join(lines)
+    ])
+
+
+def expressions_snippet(case: Case, dtype: Dtype, device: str, *expressions: str) -> str:
+    """Rebuild ``case`` and print each expression (written in terms of input, target, kwargs, x, t)."""
+    return "\n".join([*setup_lines(case, dtype, device), *(f"print({e})" for e in expressions)])

@@ -162,12 +162,12 @@ def ignore_index_choice(draw: st.DrawFn, n_classes: int) -> tuple[int, bool]:
 
 
 @st.composite
-def index_targets(draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int) -> np.ndarray:
-    """Class indices for ``shape``; none, some or all of them set to ``ignore_index``."""
+def index_targets(draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int, may_ignore: bool = True) -> np.ndarray:
+    """Class indices for ``shape``; none, some or all of them set to ``ignore_index`` (if ``may_ignore``)."""
     n_classes = shape[class_dim(shape)]
     target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
     target = draw(hnp.arrays(np.int64, target_shape, elements=st.integers(0, n_classes - 1)), label="classes")
-    how_many_ignored = draw(st.sampled_from(["none", "some", "all"]), label="ignored")
+    how_many_ignored = draw(st.sampled_from(["none", "some", "all"] if may_ignore else ["none"]), label="ignored")
     if how_many_ignored == "all":
         target = np.full(target_shape, ignore_index, dtype=np.int64)
     elif how_many_ignored == "some":

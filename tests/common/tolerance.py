@@ -308,3 +308,42 @@ def error_bound(loss: str, dtype: Dtype, input: F64, target: F64, **kwargs: Any)
     ``inf`` marks an ill-conditioned result (a mean over a total weight rounding could cancel).
     """
     return MODELS[loss](dtype, input, target, **kwargs).error
+
+
+# ---------------------------------------------------------------------------------------------
+# Compositions used by the article's identities.
+# ---------------------------------------------------------------------------------------------
+
+# torch's sigmoid takes one exp, one add and one division: its relative error is at most
+# TRANSCENDENTAL_ERROR + 2 units of roundoff.
+SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2.0
+
+
+def sigmoid_then_bce_sensitivity(dtype: Dtype, x: F64, target: F64, weight: F64 | None = None) -> F64:
+    """How far BCE(sigmoid(x), y) can move because sigmoid(x) was rounded (per element).
+
+    With p' = p(1 + d), |d| <= c u: |log p' - log p| <= -log(1 - c u), and since
+    1 - p' = (1 - p)(1 - d p / (1 - p)) and p / (1 - p) = e^x,
+    |log(1 - p') - log(1 - p)| <= -log(1 - c u e^x). The second term is what makes the
+    identity ill-conditioned for large x; it is infinite once c u e^x >= 1.
+    """
+    cu = SIGMOID_ERROR * (dtype.unit_roundoff + FLOAT64.unit_roundoff)
+    y = np.asarray(target, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        amplified = cu * np.exp(np.asarray(x, dtype=np.float64))
+        positive = -np.log1p(-cu)
+        negative = np.where(amplified < 1, -np.log1p(-amplified), np.inf)
+        per_element = np.abs(y) * positive + np.where(y == 1, 0.0, np.abs(1 - y) * negative)
+    w = 1.0 if weight is None else np.abs(np.asarray(weight, dtype=np.float64))
+    return np.asarray(w * per_element)
+
+
+def softmax_log_nll(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
+                    ignore_index: int = -100, reduction: str = "mean") -> Tracked:
+    """The article's three steps: p = softmax(x); log p; NLL."""
+    x = Tracked.exact(input, dtype)
+    dim = _class_dim(x.value.ndim)
+    exps = (x - np.max(x.value, axis=dim, keepdims=True)).exp()
+    total = exps.sum(axis=dim)
+    total = x._like(np.expand_dims(total.value, dim), np.expand_dims(total.error, dim))
+    return _nll((exps / total).log(), target, weight, ignore_index, reduction, dtype)
