@@ -22,16 +22,21 @@ def _class_dim(ndim: int) -> int:
     return 0 if ndim == 1 else 1
 
 
-def _class_weights(weight: ArrayLike | None, n_classes: int, prefix: str = "") -> F64:
+def _class_weights(weight: ArrayLike | None, n_classes: int, prefix: str = "", any_rank: bool = False) -> F64:
+    """The per-class weights as a flat float64 vector.
+
+    torch wants a 1-D weight of C entries, except on its K-dimensional index path, which
+    checks only the number of entries (measured on 2.13: a (1, C) weight is accepted there).
+    """
     if weight is None:
         return np.ones(n_classes)
     w = v.as_array(weight)
-    if w.ndim != 1 or w.size != n_classes:
+    if (w.ndim != 1 and not any_rank) or w.size != n_classes:
         raise RuntimeError(
             f"{prefix}weight tensor should be defined either for all {n_classes} classes or no classes "
             f"but got weight tensor of shape: {list(w.shape)}"
         )
-    return w.astype(np.float64)
+    return w.astype(np.float64).reshape(n_classes)
 
 
 def _check_index_target_shape(input: NDArray[Any], target: NDArray[Any]) -> None:
@@ -119,7 +124,7 @@ def _check_index_arguments(x_in: NDArray[Any], t_in: NDArray[Any], weight: Array
         # Measured on torch 2.13: the K-dimensional kernels accept only int64 targets.
         raise RuntimeError("K-dimensional inputs need int64 targets; a uint8 target is accepted only up to (N, C)")
     v.check_floating("input", x_in, op)
-    weights = _class_weights(weight, x_in.shape[_class_dim(x_in.ndim)])
+    weights = _class_weights(weight, x_in.shape[_class_dim(x_in.ndim)], any_rank=x_in.ndim > 2)
     if weight is not None:
         v.check_same_dtype("weight", v.as_array(weight), x_in)
     return weights
@@ -179,6 +184,12 @@ def cross_entropy(
         # see the named divergence in tests/test_cross_entropy.py.
         t_in = t_in.reshape(())
     n_classes = x_in.shape[class_dim]
+    if weight is not None and v.as_array(weight).shape[0] != n_classes:
+        # The smoothing term views the weight as C entries along the class dimension, taking C from its first size.
+        raise RuntimeError(
+            f"label smoothing needs a class weight whose first size is C = {n_classes}, "
+            f"got shape {list(v.as_array(weight).shape)}"
+        )
     picked = _pick_targets(t_in, ignore_index, weights)
     smooth = -np.sum(logp * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
     smooth = np.where(picked.kept, smooth, 0.0)

@@ -229,7 +229,7 @@ def _index_target_parts(case_input: F64, target: F64, weight: F64 | None, ignore
         t = t.reshape(())
     kept = t != ignore_index
     safe = np.where(kept, t, 0)
-    w = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    w = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64).reshape(n_classes)
     return class_dim, n_classes, kept, safe, w
 
 
