@@ -40,9 +40,7 @@ def check_same_dtype(what: str, array: NDArray[Any], expected: NDArray[Any]) -> 
 
 def check_index_target_dtype(target: NDArray[Any]) -> None:
     if target.dtype not in INDEX_TARGET_DTYPES:
-        raise RuntimeError(
-            f"expected target dtype to be int64 (Long) or uint8 (Byte), but got {target.dtype}"
-        )
+        raise RuntimeError(f"expected target dtype to be int64 (Long) or uint8 (Byte), but got {target.dtype}")
 
 
 def check_broadcasts_without_enlarging(name: str, shape: tuple[int, ...], to: tuple[int, ...]) -> None:
@@ -50,7 +48,9 @@ def check_broadcasts_without_enlarging(name: str, shape: tuple[int, ...], to: tu
     try:
         combined = np.broadcast_shapes(shape, to)
     except ValueError:
-        raise RuntimeError(f"{name} of shape {list(shape)} cannot be broadcast to the target shape {list(to)}") from None
+        raise RuntimeError(
+            f"{name} of shape {list(shape)} cannot be broadcast to the target shape {list(to)}"
+        ) from None
     if combined != tuple(to):
         raise RuntimeError(
             f"{name} of shape {list(shape)} would enlarge the output from {list(to)} to {list(combined)}"

@@ -53,7 +53,7 @@ def _check_index_target_shape(input: NDArray[Any], target: NDArray[Any]) -> None
         raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size ({batch}).")
     if input.ndim == 2 and target.ndim != 1:
         raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
-    expected = (input.shape[0],) + input.shape[2:]
+    expected = (input.shape[0], *input.shape[2:])
     if target.shape != expected:
         raise RuntimeError(f"Expected target size {list(expected)}, got {list(target.shape)}")
 

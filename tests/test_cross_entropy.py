@@ -7,25 +7,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from tests.common import ledger, strategies
-from tests.common.compare import check_parity
-from tests.common.divergences import torch_rejects_valid_call
 from tests.common.dtypes import PARITY_DTYPES
 from tests.common.implementations import FORMS, torch_impl
+from tests.common.properties import loss_matches_reference, variants_of
 
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
-@pytest.mark.parametrize("target_kind", ["index", "probability"])
+@pytest.mark.parametrize("variant", variants_of("cross_entropy"), ids=str)
 @given(data=st.data())
-def test_cross_entropy_matches_reference(data, target_kind, form, dtype, device):
-    """CrossEntropyLoss equals the reference within the tolerance model, for index and probability targets,
-    every layout, weight, ignore_index, label_smoothing and reduction."""
-    case = data.draw(strategies.cross_entropy_cases(dtype, target_kind), label="case")
-    reason = torch_rejects_valid_call(case)
-    if reason:
-        ledger.exclude(reason)
-    check_parity(case, torch_impl("cross_entropy", form), form=form, dtype=dtype, device=device)
+def test_cross_entropy_matches_reference(data, variant, dtype, form, device):
+    """CrossEntropyLoss equals the reference within the tolerance model (each variant's claim: properties.py)."""
+    case = data.draw(variant.cases(dtype), label="case")
+    loss_matches_reference(case, torch_impl("cross_entropy", form), form=form, dtype=dtype, device=device)
 
 
 @pytest.mark.parametrize("form", FORMS)

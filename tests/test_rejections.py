@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -69,8 +69,10 @@ def bce_value_outside_unit_interval(draw: st.DrawFn, which: str) -> Case:
     shape = _nonempty(draw(strategies.binary_shapes(), label="shape"))
     p = draw(strategies.float_arrays(DTYPE, shape, strategies.probability_elements(DTYPE)), label="input")
     y = draw(strategies.float_arrays(DTYPE, shape, strategies.probability_elements(DTYPE)), label="target")
-    bad = draw(st.one_of(st.floats(1, exclude_min=True), st.floats(max_value=0, exclude_max=True), st.just(np.nan)),
-               label="value outside [0, 1]")
+    bad = draw(
+        st.one_of(st.floats(1, exclude_min=True), st.floats(max_value=0, exclude_max=True), st.just(np.nan)),
+        label="value outside [0, 1]",
+    )
     position = draw(st.tuples(*(st.integers(0, size - 1) for size in shape)), label="position")
     arrays = {"input": p.copy(), "target": y.copy()}
     arrays[which][position] = bad
@@ -106,8 +108,10 @@ def valid_index_case(draw: st.DrawFn, loss: str, layouts: tuple[str, ...] = ("un
     layout = draw(st.sampled_from(layouts), label="layout")
     n_classes = draw(st.integers(1, strategies.MAX_CLASSES), label="classes")
     batch = draw(st.integers(1, strategies.MAX_BATCH), label="batch")
-    extra = draw(st.lists(st.integers(1, strategies.MAX_EXTRA_SIZE), min_size=1, max_size=strategies.MAX_EXTRA_DIMS),
-                 label="extra dims")
+    extra = draw(
+        st.lists(st.integers(1, strategies.MAX_EXTRA_SIZE), min_size=1, max_size=strategies.MAX_EXTRA_DIMS),
+        label="extra dims",
+    )
     shape = {"unbatched": (n_classes,), "batched": (batch, n_classes), "k-dim": (batch, n_classes, *extra)}[layout]
     logits = draw(strategies.float_arrays(DTYPE, shape, strategies.logit_elements(DTYPE)), label="input")
     target = draw(strategies.index_targets(shape, ignore_index=-100, may_ignore=False), label="target")
@@ -223,8 +227,12 @@ def integer_target_of_input_shape(draw: st.DrawFn) -> Case:
 def smoothing_with_k_dim_weight_of_rank_two(draw: st.DrawFn) -> Case:
     case = draw(valid_index_case("cross_entropy", ("k-dim",)), label="valid case")
     n_classes = draw(st.integers(2, strategies.MAX_CLASSES), label="classes")
-    input = draw(strategies.float_arrays(DTYPE, (case.input.shape[0], n_classes, *case.input.shape[2:]),
-                                         strategies.logit_elements(DTYPE)), label="input")
+    input = draw(
+        strategies.float_arrays(
+            DTYPE, (case.input.shape[0], n_classes, *case.input.shape[2:]), strategies.logit_elements(DTYPE)
+        ),
+        label="input",
+    )
     case = Case("cross_entropy", input, np.minimum(case.target, n_classes - 1), case.kwargs)
     # torch views the weight as weight.size(0) entries along the class dimension: (1, C) fails for C > 1.
     weight = draw(strategies.float_arrays(DTYPE, (1, n_classes), strategies.weight_elements(DTYPE)), label="weight")
@@ -234,65 +242,130 @@ def smoothing_with_k_dim_weight_of_rank_two(draw: st.DrawFn) -> Case:
 
 def _categorical_defects(loss: str) -> list[Defect]:
     return [
-        Defect(loss, "a 0-dimensional input", ValueError if loss == "nll_loss" else RuntimeError,
-               lambda: zero_dim_input(loss)),
-        Defect(loss, "a target batch size that differs from the input's", ValueError,
-               lambda: batch_size_mismatch(loss)),
-        Defect(loss, "a class index outside [0, C) that is not ignore_index", IndexError,
-               lambda: target_out_of_range(loss)),
+        Defect(
+            loss,
+            "a 0-dimensional input",
+            ValueError if loss == "nll_loss" else RuntimeError,
+            lambda: zero_dim_input(loss),
+        ),
+        Defect(
+            loss, "a target batch size that differs from the input's", ValueError, lambda: batch_size_mismatch(loss)
+        ),
+        Defect(
+            loss, "a class index outside [0, C) that is not ignore_index", IndexError, lambda: target_out_of_range(loss)
+        ),
         Defect(loss, "class weights of the wrong size or rank", RuntimeError, lambda: class_weight_of_wrong_size(loss)),
-        Defect(loss, "class weights of another dtype than the input", RuntimeError,
-               lambda: class_weight_of_other_dtype(loss)),
-        Defect(loss, "an index target that is neither int64 nor uint8", RuntimeError,
-               lambda: index_target_of_wrong_dtype(loss)),
-        Defect(loss, "a 2-dimensional target for an (N, C) input", RuntimeError,
-               lambda: two_dim_target_for_two_dim_input(loss)),
-        Defect(loss, "a K-dimensional target whose extra sizes differ from the input's", RuntimeError,
-               lambda: k_dim_target_of_wrong_shape(loss)),
-        Defect(loss, "an unbatched input with a target of more than one class", ValueError,
-               lambda: unbatched_target_of_several_classes(loss)),
+        Defect(
+            loss,
+            "class weights of another dtype than the input",
+            RuntimeError,
+            lambda: class_weight_of_other_dtype(loss),
+        ),
+        Defect(
+            loss,
+            "an index target that is neither int64 nor uint8",
+            RuntimeError,
+            lambda: index_target_of_wrong_dtype(loss),
+        ),
+        Defect(
+            loss,
+            "a 2-dimensional target for an (N, C) input",
+            RuntimeError,
+            lambda: two_dim_target_for_two_dim_input(loss),
+        ),
+        Defect(
+            loss,
+            "a K-dimensional target whose extra sizes differ from the input's",
+            RuntimeError,
+            lambda: k_dim_target_of_wrong_shape(loss),
+        ),
+        Defect(
+            loss,
+            "an unbatched input with a target of more than one class",
+            ValueError,
+            lambda: unbatched_target_of_several_classes(loss),
+        ),
         Defect(loss, "a uint8 target for a K-dimensional input", RuntimeError, lambda: k_dim_uint8_target(loss)),
     ]
 
 
 def _binary_defects(loss: str) -> list[Defect]:
     defects = [
-        Defect(loss, "a target shape that differs from the input's", ValueError,
-               lambda: binary_with_other_target_shape(loss)),
+        Defect(
+            loss,
+            "a target shape that differs from the input's",
+            ValueError,
+            lambda: binary_with_other_target_shape(loss),
+        ),
     ]
     names = ("weight",) if loss == "binary_cross_entropy" else ("weight", "pos_weight")
     for name in names:
         for enlarging in (False, True):
             what = f"a {name} that {'would enlarge the output' if enlarging else 'does not broadcast to the target'}"
-            defects.append(Defect(loss, what, RuntimeError,
-                                  lambda n=name, e=enlarging: binary_argument_that_does_not_broadcast(loss, n, e)))
+            defects.append(
+                Defect(
+                    loss,
+                    what,
+                    RuntimeError,
+                    lambda n=name, e=enlarging: binary_argument_that_does_not_broadcast(loss, n, e),
+                )
+            )
     return defects
 
 
 DEFECTS = [
-    *(Defect(loss, "an unknown reduction string", ValueError, lambda loss=loss: bad_reduction(loss))
-      for loss in strategies.CASES),
+    *(
+        Defect(loss, "an unknown reduction string", ValueError, lambda loss=loss: bad_reduction(loss))
+        for loss in strategies.CASES
+    ),
     *_binary_defects("binary_cross_entropy"),
-    Defect("binary_cross_entropy", "an input outside [0, 1] (NaN included)", RuntimeError,
-           lambda: bce_value_outside_unit_interval("input")),
-    Defect("binary_cross_entropy", "a target outside [0, 1] (NaN included)", RuntimeError,
-           lambda: bce_value_outside_unit_interval("target")),
+    Defect(
+        "binary_cross_entropy",
+        "an input outside [0, 1] (NaN included)",
+        RuntimeError,
+        lambda: bce_value_outside_unit_interval("input"),
+    ),
+    Defect(
+        "binary_cross_entropy",
+        "a target outside [0, 1] (NaN included)",
+        RuntimeError,
+        lambda: bce_value_outside_unit_interval("target"),
+    ),
     Defect("binary_cross_entropy", "a target of another dtype than the input", RuntimeError, bce_target_of_other_dtype),
     *_binary_defects("binary_cross_entropy_with_logits"),
     *_categorical_defects("nll_loss"),
     *_categorical_defects("cross_entropy"),
     Defect("cross_entropy", "label_smoothing above 1", RuntimeError, label_smoothing_above_one),
-    Defect("cross_entropy", "probability targets with an ignore_index >= 0", RuntimeError,
-           probability_target_with_non_negative_ignore_index),
-    Defect("cross_entropy", "an integer target of the input's shape (read as probabilities)", RuntimeError,
-           integer_target_of_input_shape),
-    Defect("cross_entropy", "label smoothing with a K-dimensional input and a (1, C) weight", RuntimeError,
-           smoothing_with_k_dim_weight_of_rank_two),
-    Defect("cross_entropy", "probability targets with class weights of the wrong size", RuntimeError,
-           lambda: class_weight_of_wrong_size("cross_entropy", "probability")),
+    Defect(
+        "cross_entropy",
+        "probability targets with an ignore_index >= 0",
+        RuntimeError,
+        probability_target_with_non_negative_ignore_index,
+    ),
+    Defect(
+        "cross_entropy",
+        "an integer target of the input's shape (read as probabilities)",
+        RuntimeError,
+        integer_target_of_input_shape,
+    ),
+    Defect(
+        "cross_entropy",
+        "label smoothing with a K-dimensional input and a (1, C) weight",
+        RuntimeError,
+        smoothing_with_k_dim_weight_of_rank_two,
+    ),
+    Defect(
+        "cross_entropy",
+        "probability targets with class weights of the wrong size",
+        RuntimeError,
+        lambda: class_weight_of_wrong_size("cross_entropy", "probability"),
+    ),
 ]
 
 
+# Rejection is a yes/no fact about one defect, settled in fewer examples than a value comparison: a fifth of the
+# active profile's budget (the profile is loaded before test modules are imported).
+@settings(max_examples=max(20, settings.default.max_examples // 5))
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("defect", DEFECTS, ids=str)
 @given(data=st.data())

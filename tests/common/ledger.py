@@ -38,9 +38,9 @@ def exclude(reason: str) -> None:
     hypothesis.reject()
 
 
-def record_comparison(error: float, bound: float) -> None:
+def record_comparison(error: float, bound: float, ratio: float) -> None:
+    """Count one compared example and keep the worst error / bound ratio seen."""
     record = RECORDS[current_test()]
     record.compared += 1
-    ratio = error / bound if bound > 0 else (0.0 if error == 0 else float("inf"))
     if ratio >= record.worst_ratio:
         record.worst_ratio, record.worst_error, record.worst_bound = ratio, error, bound

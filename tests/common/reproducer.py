@@ -37,9 +37,7 @@ def array_literal(array: np.ndarray) -> str:
 
 def setup_lines(case: Case, dtype: Dtype, device: str) -> list[str]:
     """Lines that rebuild ``case`` as NumPy arrays (x, t, np_kwargs) and as tensors (input, target, kwargs)."""
-    kwargs = ", ".join(
-        f"{k}={array_literal(v) if k in ARRAY_KWARGS else repr(v)}" for k, v in case.kwargs.items()
-    )
+    kwargs = ", ".join(f"{k}={array_literal(v) if k in ARRAY_KWARGS else repr(v)}" for k, v in case.kwargs.items())
     return [
         "import numpy as np, torch",
         "import torch.nn.functional as F",
@@ -56,11 +54,13 @@ def setup_lines(case: Case, dtype: Dtype, device: str) -> list[str]:
 
 def snippet(case: Case, dtype: Dtype, device: str, form: str) -> str:
     """Rerun ``case`` with torch (in ``form``) and with the reference."""
-    return "\n".join([
-        *setup_lines(case, dtype, device),
-        f"print('torch    ', {call_expression(case.loss, form)})",
-        f"print('reference', reference.{case.loss}(x, t, **np_kwargs))",
-    ])
+    return "\n".join(
+        [
+            *setup_lines(case, dtype, device),
+            f"print('torch    ', {call_expression(case.loss, form)})",
+            f"print('reference', reference.{case.loss}(x, t, **np_kwargs))",
+        ]
+    )
 
 
 def expressions_snippet(case: Case, dtype: Dtype, device: str, *expressions: str) -> str:

@@ -48,8 +48,12 @@ def floats(dtype: Dtype, low: float, high: float) -> st.SearchStrategy[float]:
     return st.floats(_inward(low, width, high), _inward(high, width, low), width=width)
 
 
-def float_arrays(dtype: Dtype, shape: tuple[int, ...], elements: st.SearchStrategy[float]) -> st.SearchStrategy[np.ndarray]:
-    return hnp.arrays(np.float64, shape, elements=elements).map(dtype.snap)
+def float_arrays(
+    dtype: Dtype, shape: tuple[int, ...], elements: st.SearchStrategy[float]
+) -> st.SearchStrategy[np.ndarray]:
+    # fill=nothing() draws every element on its own: hypothesis's default fills most of an array
+    # with one repeated value, and constant weights hide every bug in how weights are normalised.
+    return hnp.arrays(np.float64, shape, elements=elements, fill=st.nothing()).map(dtype.snap)
 
 
 def logit_elements(dtype: Dtype) -> st.SearchStrategy[float]:
@@ -72,8 +76,15 @@ def probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
 
 
 def weight_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    """Weights as users pass them (positive), plus zeros and negatives, which torch accepts."""
-    return st.one_of(floats(dtype, 0, 10), st.sampled_from([0.0, 1.0]), floats(dtype, -10, 10))
+    """Weights as users pass them (positive, of ordinary size), plus zeros, ones, tiny and negative
+    values, which torch accepts."""
+    return st.one_of(
+        floats(dtype, 0.1, 10),
+        floats(dtype, 0.1, 10),
+        st.sampled_from([0.0, 1.0]),
+        floats(dtype, 0, 0.1),
+        floats(dtype, -10, 10),
+    )
 
 
 def reduction_kwargs() -> st.SearchStrategy[dict[str, Any]]:
@@ -82,9 +93,18 @@ def reduction_kwargs() -> st.SearchStrategy[dict[str, Any]]:
 
 @st.composite
 def broadcastable_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A shape that broadcasts right-aligned to ``shape`` without enlarging it."""
+    """A shape that broadcasts right-aligned to ``shape`` without enlarging it.
+
+    The documented use, one value per entry of the last dimension (pos_weight of shape (C,)),
+    is drawn on purpose: it is where left- and right-aligned broadcasting part ways.
+    """
+    kind = draw(st.sampled_from(["last dimension", "full", "any"]) if shape else st.just("any"), label="kind")
+    if kind == "last dimension":
+        return shape[-1:]
+    if kind == "full":
+        return shape
     n_dims = draw(st.integers(0, len(shape)), label="broadcast dims")
-    trailing = shape[len(shape) - n_dims:]
+    trailing = shape[len(shape) - n_dims :]
     return tuple(draw(st.sampled_from([size, 1])) for size in trailing)
 
 
@@ -94,7 +114,15 @@ def broadcastable_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, .
 
 
 def binary_shapes() -> st.SearchStrategy[tuple[int, ...]]:
-    return hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4)
+    """Any shape up to 4-D, often with every size equal: there a weight broadcast against the wrong
+    dimension still fits, so only the values can tell right-aligned broadcasting from a mistake."""
+    repeated = st.tuples(st.integers(2, 4), st.integers(2, 3)).map(lambda rank_size: (rank_size[1],) * rank_size[0])
+    empty = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=3).filter(lambda shape: 0 in shape)
+    return st.one_of(
+        hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=4),
+        repeated,
+        empty,
+    )
 
 
 @st.composite
@@ -110,17 +138,26 @@ def binary_cross_entropy_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
 
 
 @st.composite
-def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
-    shape = draw(binary_shapes(), label="shape")
+def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype, per_class_pos_weight: bool = False) -> Case:
+    """With ``per_class_pos_weight``: the documented use, a pos_weight of shape (C,) for the last dimension
+    of an input of rank >= 2, always present."""
+    shapes = binary_shapes()
+    if per_class_pos_weight:
+        shapes = shapes.filter(lambda shape: len(shape) >= 2 and shape[-1] >= 2)
+    shape = draw(shapes, label="shape")
     logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
     # Targets outside [0, 1] are accepted by torch (not range-checked), so they are drawn too.
     target_elements = st.one_of(probability_elements(dtype), floats(dtype, -1, 2))
     target = draw(float_arrays(dtype, shape, target_elements), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
-    for name, elements in (("weight", weight_elements(dtype)), ("pos_weight", weight_elements(dtype))):
-        if draw(st.booleans(), label=f"with {name}"):
+    for name in ("weight", "pos_weight"):
+        if per_class_pos_weight and name == "pos_weight":
+            arg_shape = shape[-1:]
+        elif draw(st.booleans(), label=f"with {name}"):
             arg_shape = draw(broadcastable_shape(shape), label=f"{name} shape")
-            kwargs[name] = draw(float_arrays(dtype, arg_shape, elements), label=name)
+        else:
+            continue
+        kwargs[name] = draw(float_arrays(dtype, arg_shape, weight_elements(dtype)), label=name)
     return Case("binary_cross_entropy_with_logits", logits, target, kwargs)
 
 
@@ -166,7 +203,8 @@ def index_targets(draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int, ma
     """Class indices for ``shape``; none, some or all of them set to ``ignore_index`` (if ``may_ignore``)."""
     n_classes = shape[class_dim(shape)]
     target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
-    target = draw(hnp.arrays(np.int64, target_shape, elements=st.integers(0, n_classes - 1)), label="classes")
+    classes = st.integers(0, n_classes - 1)
+    target = draw(hnp.arrays(np.int64, target_shape, elements=classes, fill=st.nothing()), label="classes")
     how_many_ignored = draw(st.sampled_from(["none", "some", "all"] if may_ignore else ["none"]), label="ignored")
     if how_many_ignored == "all":
         target = np.full(target_shape, ignore_index, dtype=np.int64)
@@ -211,11 +249,15 @@ def nll_loss_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
 
 def label_smoothing_values() -> st.SearchStrategy[float]:
     """[0, 1] with both ends, plus negative and NaN values, which torch treats as 0."""
-    return st.one_of(
-        st.floats(0, 1),
-        st.sampled_from([0.0, 1.0]),
-        st.floats(-1, 0, exclude_max=True),
-        st.just(math.nan),
+    kind = st.sampled_from(["typical", "typical", "typical", "tiny", "an end", "negative", "NaN"])
+    return kind.flatmap(
+        lambda k: {
+            "typical": st.floats(0.01, 0.99),
+            "tiny": st.floats(0, 1e-3, exclude_min=True),
+            "an end": st.sampled_from([0.0, 1.0]),
+            "negative": st.floats(-1, 0, exclude_max=True),
+            "NaN": st.just(math.nan),
+        }[k]
     )
 
 
@@ -232,14 +274,22 @@ def probability_targets(draw: st.DrawFn, dtype: Dtype, shape: tuple[int, ...]) -
 
 
 @st.composite
-def cross_entropy_cases(draw: st.DrawFn, dtype: Dtype, target_kind: str | None = None) -> Case:
+def cross_entropy_cases(
+    draw: st.DrawFn, dtype: Dtype, target_kind: str | None = None, weighted_smoothing: bool = False
+) -> Case:
+    """With ``weighted_smoothing``: class weights and a label smoothing in (0, 1] always present, the
+    combination behind past torch bugs (pytorch#69339, #73205)."""
     shape = draw(categorical_shape(), label="shape")
     n_classes = shape[class_dim(shape)]
     logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
     kwargs = draw(reduction_kwargs(), label="kwargs")
-    kwargs.update(draw(class_weight_kwargs(dtype, n_classes), label="weight"))
-    if draw(st.booleans(), label="with label_smoothing"):
-        kwargs["label_smoothing"] = draw(label_smoothing_values(), label="label_smoothing")
+    if weighted_smoothing:
+        kwargs["weight"] = draw(float_arrays(dtype, (n_classes,), weight_elements(dtype)), label="weight")
+        kwargs["label_smoothing"] = draw(st.floats(0, 1, exclude_min=True), label="label_smoothing")
+    else:
+        kwargs.update(draw(class_weight_kwargs(dtype, n_classes), label="weight"))
+        if draw(st.booleans(), label="with label_smoothing"):
+            kwargs["label_smoothing"] = draw(label_smoothing_values(), label="label_smoothing")
     kind = target_kind or draw(st.sampled_from(["index", "probability"]), label="target kind")
     if kind == "probability":
         target = draw(probability_targets(dtype, shape), label="target")

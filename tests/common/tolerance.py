@@ -152,8 +152,9 @@ class Tracked:
     def clamp_min(self, floor: float) -> Tracked:
         """max(x, floor): 1-Lipschitz, so it never adds error; certainly-below values become exact."""
         certainly_below = (self.value + self.error <= floor) | (self.value == -np.inf)
-        return self._like(np.where(certainly_below, floor, np.maximum(self.value, floor)),
-                          np.where(certainly_below, 0.0, self.error))
+        return self._like(
+            np.where(certainly_below, floor, np.maximum(self.value, floor)), np.where(certainly_below, 0.0, self.error)
+        )
 
     def minimum(self, other: float) -> Tracked:
         return self._like(np.minimum(self.value, other), self.error)  # 1-Lipschitz, exact
@@ -174,8 +175,10 @@ class Tracked:
 
     def take(self, index: F64, axis: int) -> Tracked:
         pick = np.expand_dims(index, axis)
-        return self._like(np.squeeze(np.take_along_axis(self.value, pick, axis), axis),
-                          np.squeeze(np.take_along_axis(self.error, pick, axis), axis))
+        return self._like(
+            np.squeeze(np.take_along_axis(self.value, pick, axis), axis),
+            np.squeeze(np.take_along_axis(self.error, pick, axis), axis),
+        )
 
     def broadcast_to(self, shape: tuple[int, ...]) -> Tracked:
         return self._like(np.broadcast_to(self.value, shape), np.broadcast_to(self.error, shape))
@@ -233,8 +236,9 @@ def _index_target_parts(case_input: F64, target: F64, weight: F64 | None, ignore
     return class_dim, n_classes, kept, safe, w
 
 
-def nll_loss(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
-             ignore_index: int = -100, reduction: str = "mean") -> Tracked:
+def nll_loss(
+    dtype: Dtype, input: F64, target: F64, weight: F64 | None = None, ignore_index: int = -100, reduction: str = "mean"
+) -> Tracked:
     return _nll(Tracked.exact(input, dtype), target, weight, ignore_index, reduction, dtype)
 
 
@@ -245,8 +249,15 @@ def _nll(logp: Tracked, target: F64, weight: F64 | None, ignore_index: int, redu
     return _reduce(losses, reduction, class_weight)
 
 
-def cross_entropy(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
-                  ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0) -> Tracked:
+def cross_entropy(
+    dtype: Dtype,
+    input: F64,
+    target: F64,
+    weight: F64 | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tracked:
     x = Tracked.exact(input, dtype)
     class_dim = _class_dim(x.value.ndim)
     n_classes = x.value.shape[class_dim]
@@ -271,8 +282,9 @@ def cross_entropy(dtype: Dtype, input: F64, target: F64, weight: F64 | None = No
     return nll * nll.constant(1.0 - eps) + smooth * smooth.constant(eps / n_classes)
 
 
-def binary_cross_entropy(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
-                         reduction: str = "mean") -> Tracked:
+def binary_cross_entropy(
+    dtype: Dtype, input: F64, target: F64, weight: F64 | None = None, reduction: str = "mean"
+) -> Tracked:
     p, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
     log_p = p.log().clamp_min(reference.LOG_CLAMP)
     log_1mp = (-p).log1p().clamp_min(reference.LOG_CLAMP)
@@ -282,8 +294,14 @@ def binary_cross_entropy(dtype: Dtype, input: F64, target: F64, weight: F64 | No
     return _reduce(losses.broadcast_to(np.shape(target)), reduction, None)
 
 
-def binary_cross_entropy_with_logits(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
-                                     reduction: str = "mean", pos_weight: F64 | None = None) -> Tracked:
+def binary_cross_entropy_with_logits(
+    dtype: Dtype,
+    input: F64,
+    target: F64,
+    weight: F64 | None = None,
+    reduction: str = "mean",
+    pos_weight: F64 | None = None,
+) -> Tracked:
     x, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
     log_sigmoid = x.minimum(0.0) - (-(x.abs())).exp().log1p()
     if pos_weight is not None:
@@ -338,8 +356,9 @@ def sigmoid_then_bce_sensitivity(dtype: Dtype, x: F64, target: F64, weight: F64 
     return np.asarray(w * per_element)
 
 
-def softmax_log_nll(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None,
-                    ignore_index: int = -100, reduction: str = "mean") -> Tracked:
+def softmax_log_nll(
+    dtype: Dtype, input: F64, target: F64, weight: F64 | None = None, ignore_index: int = -100, reduction: str = "mean"
+) -> Tracked:
     """The article's three steps: p = softmax(x); log p; NLL."""
     x = Tracked.exact(input, dtype)
     dim = _class_dim(x.value.ndim)
