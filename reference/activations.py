@@ -7,8 +7,6 @@ relative accuracy near the values where the naive formula cancels.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -42,7 +40,7 @@ def log_sigmoid(x: ArrayLike) -> F64:
 def _shift_by_max(x: F64, dim: int) -> F64:
     """x - max(x) along ``dim``: every exponent becomes <= 0 (log-sum-exp trick)."""
     with np.errstate(invalid="ignore"):
-        return x - np.max(x, axis=dim, keepdims=True)
+        return _f64(x - np.max(x, axis=dim, keepdims=True))
 
 
 def log_softmax(x: ArrayLike, dim: int) -> F64:
@@ -55,7 +53,7 @@ def log_softmax(x: ArrayLike, dim: int) -> F64:
         return x.copy()
     shifted = _shift_by_max(x, dim)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
+        return _f64(shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True)))
 
 
 def softmax(x: ArrayLike, dim: int) -> F64:
@@ -65,5 +63,4 @@ def softmax(x: ArrayLike, dim: int) -> F64:
         return x.copy()
     exps = np.exp(_shift_by_max(x, dim))
     with np.errstate(invalid="ignore"):
-        result: Any = exps / np.sum(exps, axis=dim, keepdims=True)
-    return np.asarray(result, dtype=np.float64)
+        return _f64(exps / np.sum(exps, axis=dim, keepdims=True))

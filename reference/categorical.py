@@ -191,7 +191,8 @@ def cross_entropy(
             f"got shape {list(v.as_array(weight).shape)}"
         )
     picked = _pick_targets(t_in, ignore_index, weights)
-    smooth = -np.sum(logp * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
+    with np.errstate(invalid="ignore"):  # -inf logp x 0 weight is NaN, in torch as here
+        smooth = -np.sum(logp * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
     smooth = np.where(picked.kept, smooth, 0.0)
     return np.asarray((1.0 - eps) * nll + (eps / n_classes) * _reduce_weighted(smooth, picked.class_weight, reduction))
 
@@ -226,7 +227,8 @@ def _cross_entropy_with_probabilities(
     if eps > 0.0:
         t = t * (1.0 - eps) + eps / n_classes
     logp = log_softmax(x_in, class_dim)
-    losses = -np.sum(weights.reshape(_class_shape(x_in.ndim, n_classes)) * t * logp, axis=class_dim)
+    with np.errstate(invalid="ignore"):  # 0 x -inf is NaN, in torch as here
+        losses = -np.sum(weights.reshape(_class_shape(x_in.ndim, n_classes)) * t * logp, axis=class_dim)
     if reduction == "none":
         return np.asarray(losses)
     total = np.sum(losses)

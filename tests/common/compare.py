@@ -28,8 +28,8 @@ class RejectionMismatch(AssertionError):
     """Torch and the reference did not reject an input in the same way."""
 
 
-def _where(index: tuple[int, ...]) -> str:
-    return f" at index {list(index)}" if index else ""
+def _where(index: tuple[Any, ...]) -> str:
+    return f" at index {[int(i) for i in index]}" if index else ""
 
 
 def assert_close(

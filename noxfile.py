@@ -1,0 +1,53 @@
+"""Sessions: `verify` (the verification run), `tests` (the whole suite), `lint`, `typecheck`.
+
+CI installs torch==2.13.0 (a CPU wheel); set LOSS_PARITY_TORCH to verify another release, e.g.
+LOSS_PARITY_TORCH="torch==2.14.1" python3 -m nox -s tests. Arguments after `--` go to pytest.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests"]
+nox.options.error_on_missing_interpreters = True
+
+TORCH = os.environ.get("LOSS_PARITY_TORCH", "torch==2.13.0")
+
+
+def _install_suite(session: nox.Session) -> None:
+    # torch first, pinned, so that the unpinned torch in the test extra is already satisfied.
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """The verification run: every parity property, identity and divergence, derandomized (ci profile)."""
+    _install_suite(session)
+    session.run("pytest", "tests", "--ignore=tests/meta", "--hypothesis-profile=ci", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite, meta tests included (planted bugs, the comparison helper)."""
+    _install_suite(session)
+    chosen = any(arg.startswith("--hypothesis-profile") for arg in session.posargs)
+    profile = [] if chosen else ["--hypothesis-profile=ci"]
+    session.run("pytest", *profile, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on reference/ (the code whose correctness everything rests on)."""
+    session.install("mypy", "numpy")
+    session.run("mypy")

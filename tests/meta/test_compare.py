@@ -1,0 +1,114 @@
+"""The comparison helper tells apart what must be told apart, and its reproducers run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from tests.common.cases import Case
+from tests.common.compare import ParityError, RejectionMismatch, assert_close, check_parity, check_same_rejection
+from tests.common.dtypes import FLOAT32, FLOAT64
+from tests.common.implementations import torch_impl
+from tests.common.reproducer import snippet
+
+
+def close(got, want, bound, dtype=FLOAT64):
+    assert_close(
+        torch.tensor(got, dtype=dtype.torch),
+        np.asarray(want, dtype=np.float64),
+        np.asarray(bound, dtype=np.float64),
+        what="meta",
+        dtype=dtype,
+        repro="# none",
+    )
+
+
+@pytest.mark.parametrize(
+    ("got", "want"),
+    [(0.0, np.nan), (np.nan, 0.0), (np.inf, -np.inf), (-np.inf, np.inf), (np.inf, 1e300), (1e300, np.inf)],
+)
+def test_nan_and_infinities_must_match_exactly(got, want):
+    """NaN never matches a number, and an infinity matches only the same infinity, whatever the bound."""
+    with pytest.raises(ParityError):
+        close([got], [want], [np.inf])
+
+
+def test_matching_nan_and_infinities_pass():
+    """NaN against NaN and inf against inf of the same sign are agreement."""
+    close([np.nan, np.inf, -np.inf], [np.nan, np.inf, -np.inf], [0.0, 0.0, 0.0])
+
+
+def test_the_bound_is_inclusive_and_the_next_float_beyond_it_fails():
+    """An error equal to the bound passes; the smallest error above it fails."""
+    close([1.5], [1.0], [0.5])
+    with pytest.raises(ParityError, match="exceeds the tolerance model's bound"):
+        close([np.nextafter(1.5, 2.0)], [1.0], [0.5])
+
+
+def test_a_zero_bound_demands_bitwise_equality():
+    """Where the bound is 0 (an ignored target's exact 0), the smallest difference fails."""
+    close([0.0], [0.0], [0.0])
+    with pytest.raises(ParityError):
+        close([5e-324], [0.0], [0.0])
+
+
+def test_shape_and_dtype_mismatches_fail():
+    """A result of the wrong shape or the wrong dtype fails even when its values agree."""
+    with pytest.raises(ParityError, match="shape"):
+        close([1.0], np.float64(1.0), 0.0)
+    with pytest.raises(ParityError, match="dtype"):
+        assert_close(
+            torch.tensor([1.0], dtype=torch.float32),
+            np.array([1.0]),
+            np.array([0.0]),
+            what="meta",
+            dtype=FLOAT64,
+            repro="",
+        )
+
+
+def test_the_failure_message_names_the_element_and_carries_the_reproducer():
+    """A failure says where, what torch gave, what was expected and by how much, then how to reproduce."""
+    case = Case("nll_loss", np.array([[0.0, -1.0]]), np.array([1]), {"reduction": "none"})
+
+    def off_by_one(input, target, **kwargs):
+        return torch.nn.functional.nll_loss(input, target, **kwargs) + 1
+
+    with pytest.raises(ParityError) as caught:
+        check_parity(case, off_by_one, form="functional", dtype=FLOAT64, device="cpu")
+    message = str(caught.value)
+    assert "torch gave 2.0 at index [0] where the reference gives 1.0" in message
+    assert "Reproduce with:" in message and "reference.nll_loss(x, t, **np_kwargs)" in message
+
+
+@pytest.mark.parametrize("form", ["functional", "module"])
+def test_reproducer_snippet_runs_and_prints_both_results(form):
+    """The printed snippet is valid Python that reruns the call in torch and in the reference."""
+    case = Case(
+        "cross_entropy",
+        np.array([[0.5, -np.inf, 1e4], [1.0, 2.0, 3.0]]),
+        np.array([2, 7]),
+        {"weight": np.array([0.5, 0.0, 2.0]), "ignore_index": 7, "label_smoothing": 0.1},
+    )
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        exec(snippet(case, FLOAT32, "cpu", form), {})
+    lines = output.getvalue().splitlines()
+    assert lines[0].startswith("torch") and lines[1].startswith("reference"), lines
+
+
+def test_rejection_parity_fails_when_only_one_side_rejects():
+    """If torch accepts a call that the reference rejects (or the reverse), the rejection check fails."""
+    case = Case("nll_loss", np.zeros((2, 3)), np.array([0, 3]), {})  # target 3 is out of range
+    accepting = torch_impl("nll_loss", "functional")
+
+    def lenient(input, target, **kwargs):
+        return accepting(input, target.clamp(max=2), **kwargs)
+
+    assert check_same_rejection(case, accepting, form="functional", dtype=FLOAT64, device="cpu") is IndexError
+    with pytest.raises(RejectionMismatch, match="torch accepted it"):
+        check_same_rejection(case, lenient, form="functional", dtype=FLOAT64, device="cpu")
