@@ -194,7 +194,9 @@ def cross_entropy(
     with np.errstate(invalid="ignore"):  # -inf logp x 0 weight is NaN, in torch as here
         smooth = -np.sum(logp * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
     smooth = np.where(picked.kept, smooth, 0.0)
-    return np.asarray((1.0 - eps) * nll + (eps / n_classes) * _reduce_weighted(smooth, picked.class_weight, reduction))
+    smooth_reduced = _reduce_weighted(smooth, picked.class_weight, reduction)
+    with np.errstate(invalid="ignore"):  # eps = 1 meets an infinite NLL (a mean over a zero total weight): NaN
+        return np.asarray((1.0 - eps) * nll + (eps / n_classes) * smooth_reduced)
 
 
 def _class_shape(ndim: int, n_classes: int) -> tuple[int, ...]:

@@ -108,7 +108,8 @@ class Tracked:
         with np.errstate(invalid="ignore"):
             propagated = np.abs(self.value) * o.error + np.abs(o.value) * self.error + self.error * o.error
             propagated = np.nan_to_num(propagated, nan=0.0)  # 0 * inf with an exact zero factor
-        return self._rounded(self.value * o.value, propagated)
+            product = self.value * o.value  # 0 * inf is NaN, as in torch
+        return self._rounded(product, propagated)
 
     def __rmul__(self, other: float | F64) -> Tracked:
         return self * other
