@@ -23,7 +23,7 @@ def _reduce_over_elements(losses: F64, reduction: str) -> F64:
     total = np.sum(losses)
     if reduction == "sum":
         return np.asarray(total)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # 0/0 is NaN; overflow is inf
         return np.asarray(total / np.float64(losses.size))
 
 

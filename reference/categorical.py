@@ -91,7 +91,7 @@ def _reduce_weighted(losses: F64, denominator: F64, reduction: str) -> F64:
     total = np.sum(losses)
     if reduction == "sum":
         return np.asarray(total)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # 0/0 is NaN; a tiny total weight, inf
         return np.asarray(total / np.sum(denominator))
 
 
@@ -236,5 +236,5 @@ def _cross_entropy_with_probabilities(
     total = np.sum(losses)
     if reduction == "sum":
         return np.asarray(total)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # 0/0 is NaN; overflow is inf
         return np.asarray(total / np.float64(losses.size))

@@ -18,8 +18,9 @@ terms adds gamma_{n-1} = (n-1)u / (1-(n-1)u) times the sum of their magnitudes, 
 summation order. The result is a rigorous worst-case bound whose scale follows from the
 computation itself: it grows with max|logit| and C for log-softmax losses, with |x| for
 BCEWithLogits, with the number of elements for reductions, and it becomes infinite when a
-'mean' divides by a total weight that rounding could drive to zero (an ill-conditioned
-problem that the properties then exclude, with the reason shown in the run's summary).
+'mean' divides by a total weight that rounding could drive to zero, or when a result may leave
+the dtype's finite range (problems that no finite bound describes: the properties exclude them,
+with the reason shown in the run's summary).
 
 Nothing here is fitted to observed errors. Two constants are judgement, both stated:
 ``TRANSCENDENTAL_ERROR`` and the second evaluation order for log-softmax.
@@ -57,6 +58,7 @@ class Tracked:
     error: F64
     u: float
     eta: float
+    largest: float  # the dtype's largest finite value: beyond it a rounded result may be inf
 
     # -- construction ---------------------------------------------------------------------
     @staticmethod
@@ -64,21 +66,26 @@ class Tracked:
         """An input that is exactly representable in the dtype: no error yet."""
         v = np.asarray(values, dtype=np.float64)
         u = dtype.unit_roundoff + FLOAT64.unit_roundoff
-        return Tracked(v, np.zeros_like(v), u, dtype.smallest_subnormal)
+        return Tracked(v, np.zeros_like(v), u, dtype.smallest_subnormal, dtype.largest)
 
     def constant(self, c: float) -> Tracked:
         """A Python float that torch rounds to the dtype before using it."""
         return self._like(c, self.u * abs(c))
 
     def _like(self, value: Any, error: Any) -> Tracked:
-        return Tracked(np.asarray(value, dtype=np.float64), np.asarray(error, dtype=np.float64), self.u, self.eta)
+        return Tracked(
+            np.asarray(value, dtype=np.float64), np.asarray(error, dtype=np.float64), self.u, self.eta, self.largest
+        )
 
     def _rounded(self, value: Any, propagated: Any, relative: float = 1.0) -> Tracked:
         """Add one rounding (``relative`` units of u, plus eta) to the propagated error."""
         value = np.asarray(value, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             rounding = np.where(np.isfinite(value), relative * self.u * np.abs(value) + self.eta, 0.0)
-        return self._like(value, propagated + rounding)
+            error = propagated + rounding
+            # A result that may leave the dtype's range may round to inf: no finite bound holds.
+            error = np.where(np.isfinite(value) & (np.abs(value) + error >= self.largest), np.inf, error)
+        return self._like(value, error)
 
     def _lift(self, other: Tracked | float | F64) -> Tracked:
         if isinstance(other, Tracked):
@@ -105,7 +112,7 @@ class Tracked:
 
     def __mul__(self, other: Tracked | float | F64) -> Tracked:
         o = self._lift(other)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             propagated = np.abs(self.value) * o.error + np.abs(o.value) * self.error + self.error * o.error
             propagated = np.nan_to_num(propagated, nan=0.0)  # 0 * inf with an exact zero factor
             product = self.value * o.value  # 0 * inf is NaN, as in torch
@@ -116,7 +123,7 @@ class Tracked:
 
     def __truediv__(self, other: Tracked | float | F64) -> Tracked:
         o = self._lift(other)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             quotient = self.value / o.value
             margin = np.abs(o.value) - o.error
             propagated = np.where(
@@ -164,7 +171,7 @@ class Tracked:
         """Any-order summation: gamma_{n-1} times the sum of magnitudes, plus the terms' errors."""
         n = self.value.size if axis is None else self.value.shape[axis]
         gamma = (n - 1) * self.u / (1 - (n - 1) * self.u) if n > 1 else 0.0
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             value = np.sum(self.value, axis=axis)
             propagated = np.sum(self.error, axis=axis) + gamma * np.sum(np.abs(self.value), axis=axis)
             propagated = propagated + max(n - 1, 0) * self.eta
@@ -324,7 +331,8 @@ MODELS: dict[str, Callable[..., Tracked]] = {
 def error_bound(loss: str, dtype: Dtype, input: F64, target: F64, **kwargs: Any) -> F64:
     """The largest absolute error torch may make computing ``loss`` in ``dtype`` (per output element).
 
-    ``inf`` marks an ill-conditioned result (a mean over a total weight rounding could cancel).
+    ``inf`` marks a result no finite bound describes (a mean over a total weight rounding could cancel,
+    or a value that may round past the dtype's largest finite number).
     """
     return MODELS[loss](dtype, input, target, **kwargs).error
 
