@@ -73,19 +73,18 @@ class Tracked:
         return self._like(c, self.u * abs(c))
 
     def _like(self, value: Any, error: Any) -> Tracked:
-        return Tracked(
-            np.asarray(value, dtype=np.float64), np.asarray(error, dtype=np.float64), self.u, self.eta, self.largest
-        )
+        value, error = np.asarray(value, dtype=np.float64), np.asarray(error, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            # A result that may leave the dtype's range may round to inf: no finite bound holds.
+            error = np.where(np.isfinite(value) & (np.abs(value) + error >= self.largest), np.inf, error)
+        return Tracked(value, error, self.u, self.eta, self.largest)
 
     def _rounded(self, value: Any, propagated: Any, relative: float = 1.0) -> Tracked:
         """Add one rounding (``relative`` units of u, plus eta) to the propagated error."""
         value = np.asarray(value, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             rounding = np.where(np.isfinite(value), relative * self.u * np.abs(value) + self.eta, 0.0)
-            error = propagated + rounding
-            # A result that may leave the dtype's range may round to inf: no finite bound holds.
-            error = np.where(np.isfinite(value) & (np.abs(value) + error >= self.largest), np.inf, error)
-        return self._like(value, error)
+        return self._like(value, propagated + rounding)
 
     def _lift(self, other: Tracked | float | F64) -> Tracked:
         if isinstance(other, Tracked):
