@@ -26,8 +26,11 @@ Nothing here is fitted to observed errors. Two constants are judgement, both sta
 ``TRANSCENDENTAL_ERROR`` and the second evaluation order for log-softmax.
 
 The reference computes in float64 with its own rounding; the model covers it by adding
-float64's unit roundoff to the dtype's (the reference is at least as well conditioned as the
-torch order modelled here: it uses the same log-sum-exp and cancellation-free softplus forms).
+float64's unit roundoff and subnormal spacing to the dtype's (the reference performs the same
+kind and number of operations as the torch order modelled here, and is at least as well
+conditioned: it uses the same log-sum-exp and cancellation-free softplus forms). The subnormal
+term matters: a float64 probability of 5e-324 times a weight of 0.5 underflows to 0 in the
+reference itself.
 """
 
 from __future__ import annotations
@@ -65,8 +68,10 @@ class Tracked:
     def exact(values: Any, dtype: Dtype) -> Tracked:
         """An input that is exactly representable in the dtype: no error yet."""
         v = np.asarray(values, dtype=np.float64)
+        # The reference's own float64 rounding (its u and its subnormal floor) adds to torch's.
         u = dtype.unit_roundoff + FLOAT64.unit_roundoff
-        return Tracked(v, np.zeros_like(v), u, dtype.smallest_subnormal, dtype.largest)
+        eta = dtype.smallest_subnormal + FLOAT64.smallest_subnormal
+        return Tracked(v, np.zeros_like(v), u, eta, dtype.largest)
 
     def constant(self, c: float) -> Tracked:
         """A Python float that torch rounds to the dtype before using it."""

@@ -3,7 +3,10 @@
 import numpy as np
 
 from tests.common import tolerance
+from tests.common.cases import Case
+from tests.common.compare import check_parity
 from tests.common.dtypes import FLOAT32, FLOAT64
+from tests.common.implementations import torch_impl
 
 
 def test_cross_entropy_bound_grows_with_the_largest_logit():
@@ -46,3 +49,12 @@ def test_a_result_near_the_overflow_threshold_has_no_finite_bound():
     in_float32 = tolerance.error_bound("nll_loss", FLOAT32, logits, target, reduction="sum")
     in_float64 = tolerance.error_bound("nll_loss", FLOAT64, logits, target, reduction="sum")
     assert np.isinf(in_float32) and np.isfinite(in_float64)
+
+
+def test_the_bound_covers_the_reference_s_own_subnormal_rounding():
+    """Found by the thorough profile: 0.5 x 5e-324 underflows to 0 in the float64 reference itself, so the
+    model's absolute floor must count the reference's subnormal rounding as well as torch's."""
+    logits = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 58.0, 0.0]])
+    probabilities = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 5e-324]])
+    case = Case("cross_entropy", logits, probabilities, {"weight": np.array([1.0, 1.0, 0.5])})
+    check_parity(case, torch_impl("cross_entropy", "functional"), form="functional", dtype=FLOAT64, device="cpu")
