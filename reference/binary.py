@@ -94,7 +94,9 @@ def binary_cross_entropy_with_logits(
     v.check_broadcasts_without_enlarging("weight", w.shape, y_in.shape)
     x, y = x_in.astype(np.float64), y_in.astype(np.float64)
 
-    positive_term = _times_unless_zero(pw * y, softplus(-x))
+    # The target multiplies last: a tiny y then rounds once, instead of rounding to a subnormal
+    # that a large softplus would magnify.
+    positive_term = _times_unless_zero(y, _times_unless_zero(pw, softplus(-x)))
     negative_term = _times_unless_zero(1.0 - y, softplus(x))
     losses: Any = _times_unless_zero(w, positive_term + negative_term)
     return _reduce_over_elements(np.broadcast_to(losses, y.shape), reduction)

@@ -229,8 +229,10 @@ def _cross_entropy_with_probabilities(
     if eps > 0.0:
         t = t * (1.0 - eps) + eps / n_classes
     logp = log_softmax(x_in, class_dim)
+    # In torch's order, (logp * t) * w: the tolerance model counts the reference's own rounding on that
+    # order (which matters once a tiny probability makes a product subnormal).
     with np.errstate(invalid="ignore"):  # 0 x -inf is NaN, in torch as here
-        losses = -np.sum(weights.reshape(_class_shape(x_in.ndim, n_classes)) * t * logp, axis=class_dim)
+        losses = -np.sum((logp * t) * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
     if reduction == "none":
         return np.asarray(losses)
     total = np.sum(losses)

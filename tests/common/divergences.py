@@ -1,5 +1,6 @@
-"""Valid calls that torch rejects: each one is a named divergence with its own test that fails
-loudly once torch accepts the call, at which point the exclusion here must go."""
+"""Calls where torch 2.13 departs from the documented semantics. Each one has a named-divergence
+test that asserts torch's actual behaviour, so it fails loudly once torch changes; then the
+matching rule here must go too."""
 
 from __future__ import annotations
 
@@ -8,20 +9,42 @@ import numpy as np
 from .cases import Case
 
 
-def torch_rejects_valid_call(case: Case) -> str | None:
-    """Why torch is known to reject this well-defined call, or None if it should accept it."""
-    if case.loss != "cross_entropy" or not case.has_index_target:
+def _smoothing(case: Case) -> float:
+    value = case.kwargs.get("label_smoothing", 0.0)
+    return value if value > 0 else 0.0
+
+
+def uint8_smoothing_mask_wraps(case: Case) -> bool:
+    """uint8 targets under label smoothing: torch compares them with ignore_index cast to uint8, so an
+    ignore_index outside [0, 255] (the default -100 too) also drops the smoothing term of every target
+    equal to ignore_index mod 256."""
+    ignore_index = case.kwargs.get("ignore_index", -100)
+    return (
+        case.target.dtype == np.uint8
+        and _smoothing(case) > 0
+        and not 0 <= ignore_index <= 255
+        and bool(np.any(case.target == ignore_index % 256))
+    )
+
+
+def known_divergence(case: Case) -> str | None:
+    """Why torch is known to depart from the reference on this call, or None if it should agree."""
+    if case.loss != "cross_entropy" or not case.has_index_target or _smoothing(case) == 0:
         return None
-    smoothing = case.kwargs.get("label_smoothing", 0.0) > 0
-    if smoothing and case.input.ndim == 1 and case.target.shape == (1,):
+    if case.input.ndim == 1 and case.target.shape == (1,):
         return (
             "torch 2.13 rejects unbatched input with a (1,) target under label_smoothing "
             "(test_unbatched_input_with_target_of_shape_1_and_smoothing_is_rejected_by_torch)"
         )
     weighted_mean = "weight" in case.kwargs and case.kwargs.get("reduction", "mean") == "mean"
-    if smoothing and weighted_mean and case.target.dtype == np.uint8:
+    if weighted_mean and case.target.dtype == np.uint8:
         return (
             "torch 2.13 rejects uint8 targets with class weights, label_smoothing and 'mean' "
             "(test_uint8_target_with_weight_smoothing_and_mean_is_rejected_by_torch)"
+        )
+    if uint8_smoothing_mask_wraps(case):
+        return (
+            "torch 2.13 drops the smoothing term of uint8 targets equal to ignore_index mod 256 "
+            "(test_uint8_targets_lose_smoothing_where_ignore_index_wraps_modulo_256)"
         )
     return None
