@@ -14,6 +14,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# The evidence plugin (reporting/) and the hooks that hand it what each test measured.
+pytest_plugins = ["reporting.plugin", "tests.common.evidence_hooks", "pytester"]
+
 CI_EXAMPLES = 100
 
 _common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])

@@ -23,11 +23,23 @@ def _install_suite(session: nox.Session) -> None:
     session.install("-e", ".[test]")
 
 
+EVIDENCE = os.environ.get("LOSS_PARITY_EVIDENCE", "evidence")
+
+
 @nox.session
 def verify(session: nox.Session) -> None:
-    """The verification run: every parity property, identity and divergence, derandomized (ci profile)."""
+    """The verification run: every parity property, identity, rejection and divergence, derandomized
+    (ci profile), writing the evidence report and JUnit XML to evidence/ (LOSS_PARITY_EVIDENCE overrides)."""
     _install_suite(session)
-    session.run("pytest", "tests", "--ignore=tests/meta", "--hypothesis-profile=ci", *session.posargs)
+    session.run(
+        "pytest",
+        "tests",
+        "--ignore=tests/meta",
+        "--hypothesis-profile=ci",
+        f"--evidence={EVIDENCE}",
+        f"--junitxml={EVIDENCE}/junit.xml",
+        *session.posargs,
+    )
 
 
 @nox.session

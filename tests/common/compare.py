@@ -69,7 +69,10 @@ def assert_close(
             f"the error {error[worst]:.3g} exceeds the tolerance model's bound {bound[worst]:.3g} "
             f"by a factor {ratios[worst]:.3g}"
         )
-    ledger.record_comparison(float(error[worst]), float(bound[worst]), float(ratios[worst]))
+    expected = float(want[worst])
+    ledger.record_comparison(
+        float(error[worst]), float(bound[worst]), float(ratios[worst]), expected, dtype.ulp(expected)
+    )
 
 
 def exclude_if_unbounded(bound: np.ndarray, want: np.ndarray) -> None:

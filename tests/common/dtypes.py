@@ -7,6 +7,7 @@ inputs and any difference is computation error, never input rounding.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,13 @@ class Dtype:
     largest: float
     # Width hypothesis.strategies.floats(width=...) can draw directly; bfloat16 has none.
     hypothesis_width: int
+
+    def ulp(self, value: float) -> float:
+        """The spacing of this dtype's numbers at ``value`` (the unit in the last place)."""
+        if not math.isfinite(value) or value == 0:
+            return self.smallest_subnormal
+        exponent = math.frexp(abs(value))[1] - 1  # |value| in [2^exponent, 2^(exponent + 1))
+        return max(math.ldexp(2 * self.unit_roundoff, exponent), self.smallest_subnormal)
 
     def snap(self, values: np.ndarray) -> np.ndarray:
         """Round float64 values to this dtype and return them as float64 again."""

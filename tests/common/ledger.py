@@ -6,6 +6,7 @@ example, and conftest prints every reason with its count at the end of the run.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -17,10 +18,26 @@ import hypothesis
 class PropertyRecord:
     compared: int = 0
     excluded: Counter[str] = field(default_factory=Counter)
-    # The worst example: largest |torch - reference| / bound, with the error and bound.
+    # The worst example: largest |torch - reference| / bound, with the error and bound, the
+    # error relative to the reference value and in units in the last place of the dtype.
     worst_ratio: float = 0.0
     worst_error: float = 0.0
     worst_bound: float = 0.0
+    worst_relative_error: float = 0.0
+    worst_ulps: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "examples_compared": self.compared,
+            "examples_excluded": dict(sorted(self.excluded.items())),
+            "worst": {
+                "abs_error": self.worst_error,
+                "rel_error": self.worst_relative_error,
+                "ulp_error": self.worst_ulps,
+                "bound": self.worst_bound,
+                "error_over_bound": self.worst_ratio,
+            },
+        }
 
 
 RECORDS: defaultdict[str, PropertyRecord] = defaultdict(PropertyRecord)
@@ -38,9 +55,11 @@ def exclude(reason: str) -> None:
     hypothesis.reject()
 
 
-def record_comparison(error: float, bound: float, ratio: float) -> None:
+def record_comparison(error: float, bound: float, ratio: float, expected: float, ulp: float) -> None:
     """Count one compared example and keep the worst error / bound ratio seen."""
     record = RECORDS[current_test()]
     record.compared += 1
     if ratio >= record.worst_ratio:
         record.worst_ratio, record.worst_error, record.worst_bound = ratio, error, bound
+        record.worst_relative_error = error / abs(expected) if expected else (0.0 if error == 0 else math.inf)
+        record.worst_ulps = error / ulp

@@ -1,0 +1,81 @@
+"""Fingerprints of the environment a run used and of the suite that ran."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import pathlib
+import platform
+import subprocess
+import sys
+from typing import Any
+
+
+def _cpu_name() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+
+    accelerator = None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        accelerator = torch.cuda.get_device_name(torch.device(device))
+    cudnn_module: Any = torch.backends.cudnn
+    cudnn = cudnn_module.version() if cudnn_module.is_available() else None
+    return {
+        "torch": torch.__version__,
+        "torch_git": getattr(torch.version, "git_version", None),
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn,
+        "device": device,
+        "device_name": accelerator or _cpu_name(),
+        "numpy": _version("numpy"),
+        "hypothesis": _version("hypothesis"),
+        "pytest": _version("pytest"),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "cpu": _cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _tree_hash(root: pathlib.Path, folder: str) -> str:
+    digest = hashlib.sha256()
+    for path in sorted((root / folder).rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _git(root: pathlib.Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip()
+
+
+def suite(root: pathlib.Path) -> dict[str, Any]:
+    status = _git(root, "status", "--porcelain", "--", "reference", "tests", "conftest.py", "reporting")
+    return {
+        "version": _version("loss-parity"),
+        "git_commit": _git(root, "rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "reference_sha256": _tree_hash(root, "reference"),
+        "tests_sha256": _tree_hash(root, "tests"),
+        "python_executable": sys.executable,
+    }

@@ -1,0 +1,96 @@
+"""report.md: the report as a person reads it (and pastes into an appendix, an audit or a PR)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None else str(value)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _seed_words(run: dict[str, Any]) -> str:
+    if run["hypothesis_seed"] is not None:
+        return f"seed {run['hypothesis_seed']}"
+    if run["derandomized"]:
+        return "derandomized: each property's seed is derived from its name, so a rerun draws the same examples"
+    return "random seeds (not reproducible example by example; use the ci profile or --hypothesis-seed)"
+
+
+def render(report: dict[str, Any]) -> str:
+    env, suite, run, summary = report["environment"], report["suite"], report["run"], report["summary"]
+    lines = [
+        "# loss-parity evidence report",
+        "",
+        f"**Verdict: {report['verdict']}**",
+        "",
+        f"torch {env['torch']} (git {env['torch_git']}) on `{env['device']}` ({env['device_name']}); "
+        f"CUDA {env['cuda']}, cuDNN {env['cudnn']}; numpy {env['numpy']}, hypothesis {env['hypothesis']}, "
+        f"Python {env['python']}, {env['os']}.",
+        "",
+        f"Suite {suite['version']} at commit `{suite['git_commit']}`"
+        f"{' (with uncommitted changes)' if suite['git_dirty'] else ''}; "
+        f"reference/ sha256 `{suite['reference_sha256'][:16]}`, tests/ sha256 `{suite['tests_sha256'][:16]}`.",
+        "",
+        f"Hypothesis profile: {run['hypothesis_profile']}; {_seed_words(run)}.",
+        "",
+        f"Reproduce: `{run['reproduce']}`",
+        "",
+        f"{summary['checks']} checks; {summary['examples_compared']} examples compared against the reference, "
+        f"{summary['examples_excluded']} excluded{' (reasons below)' if summary['examples_excluded'] else ''}.",
+        "",
+        "## Checks",
+        "",
+        "| check | claim | loss | form | dtype | compared | excluded | worst abs error | rel | ulps | bound "
+        "| error / bound | outcome |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for entry in report["checks"]:
+        worst = entry.get("worst", {})
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(c)
+                for c in (
+                    entry["id"].split("::", 1)[-1],
+                    entry.get("claim", ""),
+                    entry.get("loss", ""),
+                    entry.get("form", ""),
+                    entry.get("dtype", ""),
+                    entry.get("examples_compared", ""),
+                    sum(entry.get("examples_excluded", {}).values()) if "examples_excluded" in entry else "",
+                    _number(worst.get("abs_error")),
+                    _number(worst.get("rel_error")),
+                    _number(worst.get("ulp_error")),
+                    _number(worst.get("bound")),
+                    _number(worst.get("error_over_bound")),
+                    entry["outcome"],
+                )
+            )
+            + " |"
+        )
+    exclusions = [
+        (e["id"], reason, n) for e in report["checks"] for reason, n in e.get("examples_excluded", {}).items()
+    ]
+    if exclusions:
+        lines += ["", "## Excluded examples", "", "| check | reason | count |", "| --- | --- | ---: |"]
+        lines += [f"| {_cell(i.split('::', 1)[-1])} | {_cell(r)} | {n} |" for i, r, n in exclusions]
+    if report["divergences"]:
+        lines += ["", "## Named divergences", ""]
+        for divergence in report["divergences"]:
+            links = " ".join(divergence["links"])
+            lines.append(f"- **{divergence['outcome']}** {divergence['claim']} {links}".rstrip())
+    failures = [e for e in report["checks"] if e["outcome"] in ("failed", "error")]
+    if failures:
+        lines += ["", "## Failures and counterexamples", ""]
+        for entry in failures:
+            lines += [f"### {entry['id']}", "", "```", entry.get("failure", "").rstrip(), "```", ""]
+    timing = report["timing"]
+    lines += ["", f"Run from {timing['started_utc']} to {timing['finished_utc']} ({timing['wall_seconds']} s).", ""]
+    return "\n".join(lines)

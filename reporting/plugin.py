@@ -1,0 +1,186 @@
+"""pytest hooks that turn a run into report.json and report.md.
+
+Per test, the test process attaches a ``loss_parity`` user property (JSON: the claim, the loss,
+form, dtype and device, what was compared and excluded, the worst error against its bound, and
+the failure's message when it failed). The controlling process (the only one under xdist) merges
+them, adds fingerprints, and writes both files atomically at the very end. The previous report is
+deleted when a run starts, so an interrupted run leaves either no report or one marked incomplete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import re
+import shlex
+import time
+from typing import Any
+
+import pytest
+
+from . import fingerprint, markdown
+
+SCHEMA_VERSION = "1.0"
+PROPERTY_KEY = "loss_parity"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--evidence",
+        metavar="DIR",
+        default=None,
+        help="write the evidence report (report.json, report.md) to DIR at the end of the run",
+    )
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+class EvidencePlugin:
+    def __init__(self, config: pytest.Config, directory: pathlib.Path) -> None:
+        self.config = config
+        self.directory = directory
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for name in ("report.json", "report.md"):
+            (self.directory / name).unlink(missing_ok=True)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.entries.setdefault(report.nodeid, {"id": report.nodeid, "outcome": "passed"})
+        for name, value in report.user_properties:
+            if name == PROPERTY_KEY:
+                entry.update(json.loads(str(value)))
+        if report.failed:
+            entry["outcome"] = "failed" if report.when == "call" else "error"
+            entry.setdefault("failure", _last_lines(report.longreprtext))
+        elif report.skipped and entry["outcome"] == "passed":
+            entry["outcome"] = "skipped"
+            entry["skip_reason"] = _skip_reason(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop
+        report = self._report(session, int(exitstatus), complete)
+        _write_atomically(self.directory / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
+        _write_atomically(self.directory / "report.md", markdown.render(report))
+
+    def _report(self, session: pytest.Session, exitstatus: int, complete: bool) -> dict[str, Any]:
+        entries = sorted(self.entries.values(), key=lambda e: e["id"])
+        failed = [e for e in entries if e["outcome"] in ("failed", "error")]
+        if not complete:
+            verdict = f"INCOMPLETE: the run ended early (pytest exit status {exitstatus}); do not cite it"
+        elif not entries:
+            verdict = "INCOMPLETE: no test ran"
+        elif failed:
+            verdict = f"FAILED: {len(failed)} of {len(entries)} checks failed"
+        else:
+            verdict = f"VERIFIED: all {len(entries)} checks passed"
+        device = str(self.config.getoption("device", "cpu"))
+        profile = self.config.getoption("hypothesis_profile", None) or _loaded_profile()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "verdict": verdict,
+            "complete": complete and bool(entries),
+            "environment": fingerprint.environment(device),
+            "suite": fingerprint.suite(ROOT),
+            "run": {
+                "hypothesis_profile": profile,
+                "hypothesis_seed": self.config.getoption("hypothesis_seed", None),
+                "derandomized": _derandomized(),
+                "pytest_args": _verification_args(self.config),
+                "reproduce": _reproduce_command(self.config),
+                "exit_status": exitstatus,
+            },
+            "summary": _summary(entries),
+            "checks": entries,
+            "divergences": [_divergence(e) for e in entries if e.get("kind") == "divergence"],
+            "timing": {
+                "started_utc": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(),
+                "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "wall_seconds": round(time.time() - self.started, 1),
+            },
+        }
+
+
+def _loaded_profile() -> str | None:
+    from hypothesis import settings
+
+    name = getattr(settings, "_current_profile", None)  # not public API; None if hypothesis renames it
+    return str(name) if name else None
+
+
+def _derandomized() -> bool:
+    from hypothesis import settings
+
+    current = settings.default
+    return bool(current is not None and current.derandomize)
+
+
+# Options that say only where outputs go: they do not change what is verified, so the report
+# leaves them out (and two runs that differ only there give the same report).
+OUTPUT_OPTIONS = ("--evidence", "--junitxml", "--junit-xml", "--basetemp")
+
+
+def _verification_args(config: pytest.Config) -> list[str]:
+    args, kept = list(config.invocation_params.args), []
+    while args:
+        arg = args.pop(0)
+        if arg in OUTPUT_OPTIONS:
+            args = args[1:]
+        elif not arg.startswith(tuple(f"{option}=" for option in OUTPUT_OPTIONS)):
+            kept.append(arg)
+    return kept
+
+
+def _reproduce_command(config: pytest.Config) -> str:
+    """The pytest command line that reruns this verification."""
+    return shlex.join(["python3", "-m", "pytest", *_verification_args(config)])
+
+
+def _summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    by_kind: dict[str, dict[str, int]] = {}
+    for entry in entries:
+        counts = by_kind.setdefault(entry.get("kind", "other"), {"passed": 0, "failed": 0, "error": 0, "skipped": 0})
+        counts[entry["outcome"]] += 1
+    return {
+        "checks": len(entries),
+        "by_kind": by_kind,
+        "examples_compared": sum(e.get("examples_compared", 0) for e in entries),
+        "examples_excluded": sum(sum(e.get("examples_excluded", {}).values()) for e in entries),
+    }
+
+
+def _divergence(entry: dict[str, Any]) -> dict[str, Any]:
+    claim = entry.get("claim", "")
+    links = [f"https://github.com/pytorch/pytorch/issues/{n}" for n in re.findall(r"(?:pytorch)?#(\d{4,6})", claim)]
+    return {"id": entry["id"], "claim": claim, "links": links, "outcome": entry["outcome"]}
+
+
+def _last_lines(text: str, limit: int = 12000) -> str:
+    return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    directory = config.getoption("evidence")
+    if directory and not _is_worker(config):
+        config.pluginmanager.register(EvidencePlugin(config, pathlib.Path(directory)), "loss-parity-evidence")

@@ -1,0 +1,93 @@
+"""The evidence report: schema, failures with counterexamples, incomplete runs, determinism."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jsonschema
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "reporting" / "report.schema.json").read_text())
+
+CONFTEST = 'pytest_plugins = ["reporting.plugin", "tests.common.evidence_hooks"]\n'
+
+PROPERTIES = '''
+from hypothesis import given, settings
+from torch.nn import functional as F
+
+from tests.common import strategies
+from tests.common.dtypes import FLOAT64
+from tests.common.properties import loss_matches_reference
+
+
+def off_by_a_millionth(input, target, **kwargs):
+    return F.nll_loss(input, target, **kwargs) * (1 + 1e-6)
+
+
+@settings(max_examples=30, derandomize=True, database=None)
+@given(case=strategies.nll_loss_cases(FLOAT64))
+def test_planted_bug(case):
+    """A planted bug that scales NLL by 1 + 1e-6 disagrees with the reference."""
+    loss_matches_reference(case, off_by_a_millionth, form="functional", dtype=FLOAT64, device="cpu")
+
+
+@settings(max_examples=10, derandomize=True, database=None)
+@given(case=strategies.nll_loss_cases(FLOAT64))
+def test_torch(case):
+    """F.nll_loss agrees with the reference."""
+    loss_matches_reference(case, F.nll_loss, form="functional", dtype=FLOAT64, device="cpu")
+'''
+
+
+@pytest.fixture
+def suite_dir(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makeconftest(CONFTEST)
+    return pytester
+
+
+def _report(pytester, *args):
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--evidence", "out", *args)
+    out = pytester.path / "out"
+    return result, json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+
+
+def test_a_failing_property_shows_up_as_failed_with_its_counterexample_in_both_files(suite_dir):
+    """report.json matches its schema; the planted failure is marked failed, with its sentence and reproducer,
+    in report.json and in report.md; the passing property reports what it compared."""
+    suite_dir.makepyfile(test_demo=PROPERTIES)
+    result, report, markdown = _report(suite_dir)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    jsonschema.validate(report, SCHEMA)
+    assert report["verdict"].startswith("FAILED: 1 of 2") and report["complete"]
+    checks = {check["id"].rsplit("::", 1)[-1]: check for check in report["checks"]}
+    failed, passed = checks["test_planted_bug"], checks["test_torch"]
+    assert failed["outcome"] == "failed"
+    assert "exceeds the tolerance model's bound" in failed["failure"] and "Reproduce with:" in failed["failure"]
+    assert failed["claim"] == "A planted bug that scales NLL by 1 + 1e-6 disagrees with the reference."
+    assert passed["outcome"] == "passed" and passed["examples_compared"] > 0
+    assert passed["worst"]["error_over_bound"] <= 1
+    assert "**Verdict: FAILED: 1 of 2 checks failed**" in markdown
+    assert "## Failures and counterexamples" in markdown and "reference.nll_loss(x, t, **np_kwargs)" in markdown
+
+
+def test_an_interrupted_run_leaves_a_report_marked_incomplete(suite_dir):
+    """A run stopped by Ctrl-C writes a report whose verdict says INCOMPLETE and whose `complete` is false."""
+    suite_dir.makepyfile(test_demo="def test_interrupted():\n    raise KeyboardInterrupt\n")
+    (suite_dir.path / "out").mkdir()
+    (suite_dir.path / "out" / "report.json").write_text('{"verdict": "VERIFIED: a stale report"}')
+    _, report, markdown = _report(suite_dir)
+    jsonschema.validate(report, SCHEMA)
+    assert report["verdict"].startswith("INCOMPLETE") and report["complete"] is False
+    assert "INCOMPLETE" in markdown
+
+
+def test_the_same_seed_on_the_same_machine_gives_the_same_report_apart_from_timing(suite_dir):
+    """Two derandomized runs produce identical reports once the timing block is set aside."""
+    suite_dir.makepyfile(test_demo=PROPERTIES)
+    first = _report(suite_dir, "-k", "test_torch")[1]
+    second = _report(suite_dir, "-k", "test_torch")[1]
+    first.pop("timing"), second.pop("timing")
+    assert first == second
