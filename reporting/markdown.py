@@ -91,6 +91,9 @@ def render(report: dict[str, Any]) -> str:
         lines += ["", "## Failures and counterexamples", ""]
         for entry in failures:
             lines += [f"### {entry['id']}", "", "```", entry.get("failure", "").rstrip(), "```", ""]
+    drawn = [name for name, outcome in report.get("figures", {}).items() if outcome == "drawn"]
+    if drawn:
+        lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in drawn]
     timing = report["timing"]
     lines += ["", f"Run from {timing['started_utc']} to {timing['finished_utc']} ({timing['wall_seconds']} s).", ""]
     return "\n".join(lines)

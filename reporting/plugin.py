@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from . import fingerprint, markdown
+from . import fingerprint, markdown, plots
 
 SCHEMA_VERSION = "1.0"
 PROPERTY_KEY = "loss_parity"
@@ -67,6 +67,7 @@ class EvidencePlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop
         report = self._report(session, int(exitstatus), complete)
+        report["figures"] = plots.draw(report, self.directory)
         _write_atomically(self.directory / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
         _write_atomically(self.directory / "report.md", markdown.render(report))
 

@@ -143,6 +143,69 @@ def test_sigmoid_then_bce_breaks_where_sigmoid_saturates(data, dtype, device):
     )
 
 
+def logit_map_grid(dtype: Dtype) -> np.ndarray:
+    """Logits from -800 to 800, dense where float32 and float64 saturate, snapped to the dtype."""
+    grid = np.concatenate([np.linspace(-800, 800, 401), np.linspace(-120, 120, 481), np.linspace(-40, 40, 321)])
+    return np.unique(dtype.snap(grid))
+
+
+@dtypes
+@pytest.mark.parametrize("y", [0.0, 1.0], ids=["y=0", "y=1"])
+def test_sigmoid_then_bce_mapped_across_the_logit_range(y, dtype, device):
+    """On a fixed grid of logits from -800 to 800, BCE(sigmoid(x), y) is always exactly BCE of the rounded sigmoid,
+    and equals BCEWithLogits(x, y) within the identity's bound wherever sigmoid does not saturate; the gap is
+    recorded for the report's map of where the identity holds and where saturation and the -100 clamp break it."""
+    x = logit_map_grid(dtype)
+    target = np.full_like(x, y)
+    case = Case("binary_cross_entropy_with_logits", x, target, {"reduction": "none"})
+    xt, yt, _ = to_torch(case, dtype, device)
+    p = torch.sigmoid(xt)
+    composed = F.binary_cross_entropy(p, yt, reduction="none")
+    with_logits = F.binary_cross_entropy_with_logits(xt, yt, reduction="none")
+    repro = expressions_snippet(
+        case,
+        dtype,
+        device,
+        "F.binary_cross_entropy(torch.sigmoid(input), target, reduction='none')",
+        "F.binary_cross_entropy_with_logits(input, target, reduction='none')",
+    )
+    rounded = _as_numpy(p)
+    assert_close(
+        composed,
+        reference.binary_cross_entropy(rounded, target, reduction="none"),
+        tolerance.error_bound("binary_cross_entropy", dtype, rounded, target, reduction="none"),
+        dtype=dtype,
+        what=f"BCE of the rounded sigmoid on the logit grid, {dtype} on {device}",
+        repro=repro,
+    )
+    low, high = unsaturated_logit_range(dtype)
+    inside = (x >= low) & (x <= high)
+    identity_bound = (
+        tolerance.error_bound("binary_cross_entropy_with_logits", dtype, x, target, reduction="none")
+        + tolerance.error_bound("binary_cross_entropy", dtype, rounded, target, reduction="none")
+        + tolerance.sigmoid_then_bce_sensitivity(dtype, x, target)
+    )
+    gap = np.abs(_as_numpy(composed) - _as_numpy(with_logits))
+    assert_close(
+        composed[torch.as_tensor(inside)],
+        _as_numpy(with_logits)[inside],
+        identity_bound[inside],
+        dtype=dtype,
+        what=f"BCE(sigmoid(x), y) against BCEWithLogits(x, y) on the unsaturated grid, {dtype} on {device}",
+        repro=repro,
+    )
+    # Relative to the loss, floored at the smallest normal: an absolute gap of 1e-300 where the loss is
+    # 1e-300 says nothing, the relative one says the identity still holds there.
+    scale = np.maximum(np.abs(_as_numpy(with_logits)), dtype.smallest_normal)
+    ledger.record_series(
+        f"sigmoid_bce_gap/{dtype}/y={y:g}",
+        x=x.tolist(),
+        relative_gap=(gap / scale).tolist(),
+        relative_bound=np.where(inside, identity_bound / scale, np.nan).tolist(),
+        domain=[low, high],
+    )
+
+
 # --- CrossEntropy == LogSoftmax + NLL == Softmax -> log -> NLL --------------------------------
 
 

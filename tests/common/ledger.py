@@ -25,9 +25,12 @@ class PropertyRecord:
     worst_bound: float = 0.0
     worst_relative_error: float = 0.0
     worst_ulps: float = 0.0
+    # Data a check measured for the report's figures, by name (lists of numbers).
+    series: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
+            **({"series": self.series} if self.series else {}),
             "examples_compared": self.compared,
             "examples_excluded": dict(sorted(self.excluded.items())),
             "worst": {
@@ -63,3 +66,8 @@ def record_comparison(error: float, bound: float, ratio: float, expected: float,
         record.worst_ratio, record.worst_error, record.worst_bound = ratio, error, bound
         record.worst_relative_error = error / abs(expected) if expected else (0.0 if error == 0 else math.inf)
         record.worst_ulps = error / ulp
+
+
+def record_series(name: str, **columns: list[float]) -> None:
+    """Keep measured data for the evidence report's figures (columns of equal length)."""
+    RECORDS[current_test()].series[name] = {key: [float(v) for v in values] for key, values in columns.items()}
