@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -91,3 +93,33 @@ def test_the_same_seed_on_the_same_machine_gives_the_same_report_apart_from_timi
     second = _report(suite_dir, "-k", "test_torch")[1]
     first.pop("timing"), second.pop("timing")
     assert first == second
+
+
+def test_the_identity_map_is_drawn_from_the_run_s_own_measurements(tmp_path):
+    """The grid check of BCE(sigmoid(x)) against BCEWithLogits(x) records its gaps, and the report draws the
+    identity map from them (and says so in report.json)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_identities.py",
+            "-k",
+            "mapped",
+            "--evidence",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    jsonschema.validate(report, SCHEMA)
+    assert report["figures"]["identity_map.png"] == "drawn"
+    assert (tmp_path / "identity_map.png").read_bytes().startswith(b"\x89PNG")
+    series = [name for check in report["checks"] for name in check.get("series", {})]
+    assert sorted(series) == [f"sigmoid_bce_gap/{d}/y={y}" for d in ("float32", "float64") for y in (0, 1)]
