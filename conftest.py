@@ -8,13 +8,15 @@ Profiles (choose with --hypothesis-profile=NAME; ``ci`` is the default when CI=t
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-# The evidence plugin (reporting/) and the hooks that hand it what each test measured.
+# The evidence plugin (reporting/), the hooks that hand it what each test measured, and pytester for the
+# meta tests that run the plugin on small suites of their own.
 pytest_plugins = ["reporting.plugin", "tests.common.evidence_hooks", "pytester"]
 
 CI_EXAMPLES = 100
@@ -67,19 +69,32 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests.common.ledger import RECORDS
+# What each test reported having measured (its ``loss_parity`` user property), gathered from the test
+# reports so that the summary is complete under pytest-xdist too, where the workers measure.
+MEASURED: dict[str, dict[str, object]] = {}
 
-    if not RECORDS:
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "loss_parity":
+            MEASURED[report.nodeid] = json.loads(str(value))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    measured = {test: entry for test, entry in MEASURED.items() if "examples_compared" in entry}
+    if not measured:
         return
     write = terminalreporter.write_line
     terminalreporter.section("loss-parity: what each property compared")
-    for test, record in sorted(RECORDS.items()):
-        worst = (
-            f"worst error {record.worst_error:.3g} = {record.worst_ratio:.3g} x its bound {record.worst_bound:.3g}"
-            if record.compared
+    for test, entry in sorted(measured.items()):
+        worst: dict[str, float] = entry["worst"]  # type: ignore[assignment]
+        compared = entry["examples_compared"]
+        words = (
+            f"worst error {worst['abs_error']:.3g} = {worst['error_over_bound']:.3g} x its bound {worst['bound']:.3g}"
+            if compared
             else "nothing compared"
         )
-        write(f"{test}: {record.compared} compared, {worst}")
-        for reason, count in record.excluded.most_common():
+        write(f"{test}: {compared} compared, {words}")
+        excluded: dict[str, int] = entry["examples_excluded"]  # type: ignore[assignment]
+        for reason, count in sorted(excluded.items(), key=lambda item: -item[1]):
             write(f"    excluded {count}x: {reason}")

@@ -123,3 +123,14 @@ def test_the_identity_map_is_drawn_from_the_run_s_own_measurements(tmp_path):
     assert (tmp_path / "identity_map.png").read_bytes().startswith(b"\x89PNG")
     series = [name for check in report["checks"] for name in check.get("series", {})]
     assert sorted(series) == [f"sigmoid_bce_gap/{d}/y={y}" for d in ("float32", "float64") for y in (0, 1)]
+
+
+def test_a_run_split_over_xdist_workers_reports_every_check_with_its_measurements(suite_dir):
+    """Under pytest -n 2 the controller merges what the workers measured: the same checks, the same counts."""
+    suite_dir.makepyfile(test_demo=PROPERTIES)
+    _, serial, _ = _report(suite_dir)
+    _, parallel, _ = _report(suite_dir, "-n", "2")
+    for report in (serial, parallel):
+        report.pop("timing")
+        report["run"].pop("pytest_args"), report["run"].pop("reproduce")
+    assert parallel == serial
