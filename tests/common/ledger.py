@@ -62,7 +62,8 @@ def record_comparison(error: float, bound: float, ratio: float, expected: float,
     """Count one compared example and keep the worst error / bound ratio seen."""
     record = RECORDS[current_test()]
     record.compared += 1
-    if ratio >= record.worst_ratio:
+    # An infinite bound only ever meets an exactly matching NaN or infinity: nothing to rank.
+    if math.isfinite(bound) and (ratio > record.worst_ratio or record.worst_bound == 0):
         record.worst_ratio, record.worst_error, record.worst_bound = ratio, error, bound
         record.worst_relative_error = error / abs(expected) if expected else (0.0 if error == 0 else math.inf)
         record.worst_ulps = error / ulp
