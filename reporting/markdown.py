@@ -40,7 +40,8 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Hypothesis profile: {run['hypothesis_profile']}; {_seed_words(run)}.",
         "",
-        f"Reproduce: `{run['reproduce']}`",
+        f"Reproduce: `{run['reproduce']}` with the environment above (from a clone at the suite's commit, "
+        "`python3 -m nox -s verify` installs it for torch 2.13.0).",
         "",
         f"{summary['checks']} checks; {summary['examples_compared']} examples compared against the reference, "
         f"{summary['examples_excluded']} excluded{' (reasons below)' if summary['examples_excluded'] else ''}.",
@@ -82,10 +83,22 @@ def render(report: dict[str, Any]) -> str:
         lines += ["", "## Excluded examples", "", "| check | reason | count |", "| --- | --- | ---: |"]
         lines += [f"| {_cell(i.split('::', 1)[-1])} | {_cell(r)} | {n} |" for i, r, n in exclusions]
     if report["divergences"]:
-        lines += ["", "## Named divergences", ""]
+        lines += [
+            "",
+            "## Named divergences",
+            "",
+            "Each asserts torch's actual behaviour where it departs from the documented semantics; "
+            "'still observed' means torch behaved as recorded in every parametrization.",
+            "",
+        ]
+        by_claim: dict[str, list[dict[str, Any]]] = {}
         for divergence in report["divergences"]:
-            links = " ".join(divergence["links"])
-            lines.append(f"- **{divergence['outcome']}** {divergence['claim']} {links}".rstrip())
+            by_claim.setdefault(divergence["claim"], []).append(divergence)
+        for claim, checks in by_claim.items():
+            changed = [c for c in checks if c["outcome"] != "passed"]
+            status = f"CHANGED in {len(changed)} of {len(checks)} checks" if changed else "still observed"
+            links = " ".join(sorted({link for c in checks for link in c["links"]}))
+            lines.append(f"- **{status}** ({len(checks)} checks): {claim} {links}".rstrip())
     failures = [e for e in report["checks"] if e["outcome"] in ("failed", "error")]
     if failures:
         lines += ["", "## Failures and counterexamples", ""]
