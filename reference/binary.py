@@ -8,23 +8,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
+from ._reduction import reduce
 from .activations import softplus
 
 F64 = NDArray[np.float64]
 
 # torch clamps each log term of BCE at -100 so that p = 0 or p = 1 gives a finite loss.
 LOG_CLAMP = -100.0
-
-
-def _reduce_over_elements(losses: F64, reduction: str) -> F64:
-    """'none' keeps the shape; 'sum' adds; 'mean' divides by the element count (never by weights)."""
-    if reduction == "none":
-        return losses
-    total = np.sum(losses)
-    if reduction == "sum":
-        return np.asarray(total)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # 0/0 is NaN; overflow is inf
-        return np.asarray(total / np.float64(losses.size))
 
 
 def binary_cross_entropy(
@@ -57,7 +47,7 @@ def binary_cross_entropy(
         log_p = np.maximum(np.log(p), LOG_CLAMP)
         log_1mp = np.maximum(np.log1p(-p), LOG_CLAMP)
     losses = -w * (y * log_p + (1.0 - y) * log_1mp)
-    return _reduce_over_elements(np.broadcast_to(losses, y.shape), reduction)
+    return reduce(np.broadcast_to(losses, y.shape), reduction)
 
 
 def _times_unless_zero(coefficient: F64, value: F64) -> F64:
@@ -99,4 +89,4 @@ def binary_cross_entropy_with_logits(
     positive_term = _times_unless_zero(y, _times_unless_zero(pw, softplus(-x)))
     negative_term = _times_unless_zero(1.0 - y, softplus(x))
     losses: Any = _times_unless_zero(w, positive_term + negative_term)
-    return _reduce_over_elements(np.broadcast_to(losses, y.shape), reduction)
+    return reduce(np.broadcast_to(losses, y.shape), reduction)

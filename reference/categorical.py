@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
+from ._reduction import reduce
 from .activations import log_softmax
 
 F64 = NDArray[np.float64]
@@ -84,17 +85,6 @@ def _select_class(values: F64, safe_target: Int, class_dim: int) -> F64:
     return np.squeeze(chosen, axis=class_dim)
 
 
-def _reduce_weighted(losses: F64, denominator: F64, reduction: str) -> F64:
-    """'mean' divides by ``denominator`` (a total weight), giving NaN when it is 0."""
-    if reduction == "none":
-        return losses
-    total = np.sum(losses)
-    if reduction == "sum":
-        return np.asarray(total)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # 0/0 is NaN; a tiny total weight, inf
-        return np.asarray(total / np.sum(denominator))
-
-
 def nll_loss(
     input: ArrayLike,
     target: ArrayLike,
@@ -137,7 +127,7 @@ def _nll_of_log_probabilities(logp: F64, target: NDArray[Any], weights: F64, ign
     picked = _pick_targets(t, ignore_index, weights)
     log_likelihood = _select_class(logp, picked.safe_target, class_dim)
     losses = np.where(picked.kept, -picked.class_weight * log_likelihood, 0.0)
-    return _reduce_weighted(losses, picked.class_weight, reduction)
+    return reduce(losses, reduction, picked.class_weight)
 
 
 def _effective_label_smoothing(label_smoothing: float) -> float:
@@ -194,7 +184,7 @@ def cross_entropy(
     with np.errstate(invalid="ignore"):  # -inf logp x 0 weight is NaN, in torch as here
         smooth = -np.sum(logp * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
     smooth = np.where(picked.kept, smooth, 0.0)
-    smooth_reduced = _reduce_weighted(smooth, picked.class_weight, reduction)
+    smooth_reduced = reduce(smooth, reduction, picked.class_weight)
     with np.errstate(invalid="ignore"):  # eps = 1 meets an infinite NLL (a mean over a zero total weight): NaN
         return np.asarray((1.0 - eps) * nll + (eps / n_classes) * smooth_reduced)
 
@@ -233,10 +223,4 @@ def _cross_entropy_with_probabilities(
     # order (which matters once a tiny probability makes a product subnormal).
     with np.errstate(invalid="ignore"):  # 0 x -inf is NaN, in torch as here
         losses = -np.sum((logp * t) * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
-    if reduction == "none":
-        return np.asarray(losses)
-    total = np.sum(losses)
-    if reduction == "sum":
-        return np.asarray(total)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # 0/0 is NaN; overflow is inf
-        return np.asarray(total / np.float64(losses.size))
+    return reduce(losses, reduction)

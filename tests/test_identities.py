@@ -21,7 +21,7 @@ import reference
 from tests.common import ledger, strategies, tolerance
 from tests.common.cases import Case, to_torch
 from tests.common.compare import assert_close, exclude_if_unbounded
-from tests.common.divergences import known_divergence
+from tests.common.divergences import exclude_if_known_divergence
 from tests.common.dtypes import PARITY_DTYPES, Dtype
 from tests.common.reproducer import expressions_snippet
 
@@ -359,7 +359,14 @@ def _both_target_kinds(case: Case, dtype: Dtype, device: str):
     bound = tolerance.error_bound(
         "cross_entropy", dtype, case.input, case.target, **case.kwargs
     ) + tolerance.error_bound("cross_entropy", dtype, one_hot.input, one_hot.target, **one_hot.kwargs)
-    return one_hot, F.cross_entropy(x, t_index, **kwargs), F.cross_entropy(x, t_one_hot, **kwargs), bound
+    repro = expressions_snippet(
+        one_hot,
+        dtype,
+        device,
+        "F.cross_entropy(input, target, **kwargs)",
+        f"F.cross_entropy(input, torch.as_tensor({case.target.tolist()!r}), **kwargs)",
+    )
+    return F.cross_entropy(x, t_index, **kwargs), F.cross_entropy(x, t_one_hot, **kwargs), bound, repro
 
 
 @dtypes
@@ -368,23 +375,15 @@ def test_index_targets_equal_one_hot_probability_targets(data, dtype, device):
     """CrossEntropyLoss with class indices equals it with the one-hot probabilities of those indices, label smoothing
     included, wherever torch documents them as equivalent (no ignored targets; no class weights under 'mean')."""
     case = data.draw(_agreeing_index_cases(dtype), label="case")
-    reason = known_divergence(case)
-    if reason:
-        ledger.exclude(reason)
-    one_hot, by_index, by_probability, bound = _both_target_kinds(case, dtype, device)
+    exclude_if_known_divergence(case)
+    by_index, by_probability, bound, repro = _both_target_kinds(case, dtype, device)
     assert_close(
         by_probability,
         _as_numpy(by_index),
         bound,
         dtype=dtype,
         what=f"one-hot targets against index targets for {case.describe()}, {dtype} on {device}",
-        repro=expressions_snippet(
-            one_hot,
-            dtype,
-            device,
-            "F.cross_entropy(input, target, **kwargs)",
-            f"F.cross_entropy(input, torch.as_tensor({case.target.tolist()!r}), **kwargs)",
-        ),
+        repro=repro,
     )
 
 
@@ -397,12 +396,10 @@ def test_weighted_mean_of_index_and_one_hot_targets_differ_by_the_normaliser(dat
     n_classes = case.input.shape[_class_dim(case.input)]
     weight = data.draw(strategies.float_arrays(dtype, (n_classes,), strategies.floats(dtype, 0.125, 8)), label="w")
     case = case.with_kwargs(weight=weight, reduction="mean")
-    reason = known_divergence(case)
-    if reason:
-        ledger.exclude(reason)
+    exclude_if_known_divergence(case)
     if case.target.size == 0:
         ledger.exclude("an empty batch has no normaliser to compare (both means are NaN)")
-    one_hot, by_index, by_probability, bound = _both_target_kinds(case, dtype, device)
+    by_index, by_probability, bound, repro = _both_target_kinds(case, dtype, device)
     total_weight = float(np.sum(weight[case.target.astype(np.int64)]))
     positions = case.target.size
     rescaled = _as_numpy(by_index) * total_weight / positions
@@ -414,13 +411,7 @@ def test_weighted_mean_of_index_and_one_hot_targets_differ_by_the_normaliser(dat
         bound * max(1.0, total_weight / positions),
         dtype=dtype,
         what=f"one-hot mean against index mean x sum(w[y]) / N for {case.describe()}, {dtype} on {device}",
-        repro=expressions_snippet(
-            one_hot,
-            dtype,
-            device,
-            "F.cross_entropy(input, target, **kwargs)",
-            f"F.cross_entropy(input, torch.as_tensor({case.target.tolist()!r}), **kwargs)",
-        ),
+        repro=repro,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import ledger
 from .cases import Case
 
 
@@ -48,3 +49,10 @@ def known_divergence(case: Case) -> str | None:
             "(test_uint8_targets_lose_smoothing_where_ignore_index_wraps_modulo_256)"
         )
     return None
+
+
+def exclude_if_known_divergence(case: Case) -> None:
+    """Drop the example, naming the divergence, if torch is known to depart from the reference on it."""
+    reason = known_divergence(case)
+    if reason:
+        ledger.exclude(reason)
