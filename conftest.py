@@ -15,6 +15,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from tests.common.implementations import ImplUnderTest, implementation_under_test
+
 # The evidence plugin (reporting/), the hooks that hand it what each test measured, and pytester for the
 # meta tests that run the plugin on small suites of their own.
 pytest_plugins = ["reporting.plugin", "tests.common.evidence_hooks", "pytester"]
@@ -30,6 +32,14 @@ settings.load_profile(DEFAULT_PROFILE)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--impl",
+        action="append",
+        default=[],
+        metavar="LOSS=module:attribute",
+        help="verify another implementation of LOSS (a function with torch's functional signature, or an "
+        "nn.Module class) instead of torch's; repeat for several losses",
+    )
     parser.addoption(
         "--device",
         default="cpu",
@@ -50,13 +60,35 @@ def _usable_device(name: str) -> str:
     return str(device)
 
 
+def _implementations(specs: list[str]) -> dict[str, ImplUnderTest]:
+    chosen: dict[str, ImplUnderTest] = {}
+    for spec in specs:
+        try:
+            impl = ImplUnderTest(spec)
+        except (ValueError, ImportError, AttributeError) as error:
+            raise pytest.UsageError(f"--impl {spec!r}: {error}") from None
+        chosen[impl.loss] = impl
+    return chosen
+
+
+IMPLEMENTATIONS = pytest.StashKey[dict[str, ImplUnderTest]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.option.device = _usable_device(config.getoption("device"))
+    config.stash[IMPLEMENTATIONS] = _implementations(config.getoption("impl"))
 
 
 @pytest.fixture(scope="session")
 def device(pytestconfig: pytest.Config) -> str:
     return str(pytestconfig.getoption("device"))
+
+
+@pytest.fixture(scope="session")
+def implementation(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    """``implementation(loss, form)``: torch's, or the one given with --impl."""
+    impls = pytestconfig.stash[IMPLEMENTATIONS]
+    return lambda loss, form: implementation_under_test(impls, loss, form)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.common.dtypes import PARITY_DTYPES
-from tests.common.implementations import FORMS, torch_impl
+from tests.common.implementations import FORMS
 from tests.common.properties import loss_matches_reference, variants_of
 
 
@@ -13,7 +13,7 @@ from tests.common.properties import loss_matches_reference, variants_of
 @pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
 @pytest.mark.parametrize("variant", variants_of("binary_cross_entropy"), ids=str)
 @given(data=st.data())
-def test_binary_cross_entropy_matches_reference(data, variant, dtype, form, device):
+def test_binary_cross_entropy_matches_reference(data, variant, dtype, form, device, implementation):
     """BCELoss equals the reference within the tolerance model (each variant's claim: tests/common/properties.py)."""
     case = data.draw(variant.cases(dtype), label="case")
-    loss_matches_reference(case, torch_impl("binary_cross_entropy", form), form=form, dtype=dtype, device=device)
+    loss_matches_reference(case, implementation("binary_cross_entropy", form), form=form, dtype=dtype, device=device)

@@ -16,10 +16,10 @@ from tests.common.properties import loss_matches_reference, variants_of
 @pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
 @pytest.mark.parametrize("variant", variants_of("cross_entropy"), ids=str)
 @given(data=st.data())
-def test_cross_entropy_matches_reference(data, variant, dtype, form, device):
+def test_cross_entropy_matches_reference(data, variant, dtype, form, device, implementation):
     """CrossEntropyLoss equals the reference within the tolerance model (each variant's claim: properties.py)."""
     case = data.draw(variant.cases(dtype), label="case")
-    loss_matches_reference(case, torch_impl("cross_entropy", form), form=form, dtype=dtype, device=device)
+    loss_matches_reference(case, implementation("cross_entropy", form), form=form, dtype=dtype, device=device)
 
 
 @pytest.mark.parametrize("form", FORMS)

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.common.dtypes import PARITY_DTYPES
-from tests.common.implementations import FORMS, torch_impl
+from tests.common.implementations import FORMS
 from tests.common.properties import loss_matches_reference, variants_of
 
 
@@ -13,7 +13,7 @@ from tests.common.properties import loss_matches_reference, variants_of
 @pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
 @pytest.mark.parametrize("variant", variants_of("nll_loss"), ids=str)
 @given(data=st.data())
-def test_nll_loss_matches_reference(data, variant, dtype, form, device):
+def test_nll_loss_matches_reference(data, variant, dtype, form, device, implementation):
     """NLLLoss equals the reference within the tolerance model (each variant's claim: tests/common/properties.py)."""
     case = data.draw(variant.cases(dtype), label="case")
-    loss_matches_reference(case, torch_impl("nll_loss", form), form=form, dtype=dtype, device=device)
+    loss_matches_reference(case, implementation("nll_loss", form), form=form, dtype=dtype, device=device)

@@ -19,7 +19,7 @@ from tests.common import strategies
 from tests.common.cases import Case
 from tests.common.compare import check_same_rejection
 from tests.common.dtypes import FLOAT64
-from tests.common.implementations import FORMS, torch_impl
+from tests.common.implementations import FORMS
 
 DTYPE = FLOAT64  # a float32 array among float64 ones stands for "the wrong dtype"
 
@@ -369,8 +369,8 @@ DEFECTS = [
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("defect", DEFECTS, ids=str)
 @given(data=st.data())
-def test_torch_and_reference_reject_the_same_inputs(data, defect, form, device):
+def test_torch_and_reference_reject_the_same_inputs(data, defect, form, device, implementation):
     """For a call with one defect, torch and the reference both raise, with the same exception class."""
     case = data.draw(defect.cases(), label="case")
-    raised = check_same_rejection(case, torch_impl(defect.loss, form), form=form, dtype=DTYPE, device=device)
+    raised = check_same_rejection(case, implementation(defect.loss, form), form=form, dtype=DTYPE, device=device)
     assert raised is defect.expected, f"{defect}: both raised {raised.__name__}, expected {defect.expected.__name__}"

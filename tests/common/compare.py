@@ -17,7 +17,7 @@ import reference
 from . import ledger, reproducer, tolerance
 from .cases import Case, to_torch
 from .dtypes import Dtype
-from .implementations import LossImpl
+from .implementations import LossImpl, label
 
 
 class ParityError(AssertionError):
@@ -33,7 +33,7 @@ def _where(index: tuple[Any, ...]) -> str:
 
 
 def assert_close(
-    got: torch.Tensor, want: np.ndarray, bound: np.ndarray, *, what: str, dtype: Dtype, repro: str
+    got: torch.Tensor, want: np.ndarray, bound: np.ndarray, *, what: str, dtype: Dtype, repro: str, who: str = "torch"
 ) -> None:
     """``got`` equals ``want`` within ``bound`` element-wise: same shape and dtype, the same
     NaN positions, the same infinities, finite values within the bound. Records the worst error.
@@ -44,18 +44,18 @@ def assert_close(
         raise ParityError(f"{what}: {sentence}\n\nReproduce with:\n\n{repro}\n")
 
     if tuple(got.shape) != want.shape:
-        fail(f"torch returned shape {list(got.shape)}, but the reference gives {list(want.shape)}")
+        fail(f"{who} returned shape {list(got.shape)}, but the reference gives {list(want.shape)}")
     if got.dtype != dtype.torch:
-        fail(f"torch returned dtype {got.dtype}, but the inputs were {dtype.torch}")
+        fail(f"{who} returned dtype {got.dtype}, but the inputs were {dtype.torch}")
     g = got.detach().to("cpu", torch.float64).numpy()
     bound = np.broadcast_to(bound, want.shape)
     for index in np.ndindex(want.shape):
         gv, wv = g[index], want[index]
         if np.isnan(wv) != np.isnan(gv):
-            fail(f"torch gave {float(gv)!r}{_where(index)} where the reference gives {float(wv)!r}")
+            fail(f"{who} gave {float(gv)!r}{_where(index)} where the reference gives {float(wv)!r}")
         if np.isinf(wv) or np.isinf(gv):
             if gv != wv:
-                fail(f"torch gave {float(gv)!r}{_where(index)} where the reference gives {float(wv)!r}")
+                fail(f"{who} gave {float(gv)!r}{_where(index)} where the reference gives {float(wv)!r}")
     finite = np.isfinite(want)
     error = np.where(finite, np.abs(g - np.where(finite, want, 0.0)), 0.0)
     if not error.size:  # an empty result: its shape and dtype were still compared
@@ -66,7 +66,7 @@ def assert_close(
     worst = np.unravel_index(int(np.argmax(ratios)), want.shape)
     if error[worst] > bound[worst]:
         fail(
-            f"torch gave {float(g[worst])!r}{_where(worst)} where the reference gives {float(want[worst])!r}; "
+            f"{who} gave {float(g[worst])!r}{_where(worst)} where the reference gives {float(want[worst])!r}; "
             f"the error {error[worst]:.3g} exceeds the tolerance model's bound {bound[worst]:.3g} "
             f"by a factor {ratios[worst]:.3g}"
         )
@@ -92,16 +92,16 @@ def check_parity(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device:
     bound = np.asarray(tolerance.error_bound(case.loss, dtype, case.input, case.target, **case.kwargs))
     exclude_if_unbounded(bound, want)
     input, target, kwargs = to_torch(case, dtype, device)
-    repro = reproducer.snippet(case, dtype, device, form)
+    repro = reproducer.snippet(case, dtype, device, form, label(impl))
     what = f"{case.describe()} in {form} form, {dtype} on {device}"
     try:
         got = impl(input, target, **kwargs)
     except Exception as error:
         raise ParityError(
-            f"{what}: torch raised {type(error).__name__}({str(error)!r}) on a call the reference computes"
+            f"{what}: {label(impl)} raised {type(error).__name__}({str(error)!r}) on a call the reference computes"
             f"\n\nReproduce with:\n\n{repro}\n"
         ) from error
-    assert_close(got, want, bound, what=what, dtype=dtype, repro=repro)
+    assert_close(got, want, bound, what=what, dtype=dtype, repro=repro, who=label(impl))
 
 
 def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> type[Exception]:
@@ -118,11 +118,11 @@ def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype,
     input, target, kwargs = to_torch(case, dtype, device)
     theirs = outcome(lambda: impl(input, target, **kwargs))
     ours = outcome(lambda: getattr(reference, case.loss)(case.input, case.target, **case.kwargs))
-    repro = reproducer.snippet(case, dtype, device, form)
+    repro = reproducer.snippet(case, dtype, device, form, label(impl))
     what = f"{case.describe()} in {form} form, {dtype} on {device}"
     if theirs is None or ours is None or type(theirs) is not type(ours) or not str(ours):
         raise RejectionMismatch(
-            f"{what}: torch {_outcome_words(theirs)}, the reference {_outcome_words(ours)}"
+            f"{what}: {label(impl)} {_outcome_words(theirs)}, the reference {_outcome_words(ours)}"
             f"\n\nReproduce with:\n\n{repro}\n"
         )
     return type(theirs)

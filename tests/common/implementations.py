@@ -8,6 +8,7 @@ plumbing through the module is part of what is checked.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -49,3 +50,52 @@ def call_expression(loss: str, form: str) -> str:
     if form == "functional":
         return f"torch.nn.functional.{loss}(input, target, **kwargs)"
     return f"torch.nn.{MODULES[loss].__name__}(**kwargs)(input, target)"
+
+
+# ---------------------------------------------------------------------------------------------
+# --impl: aiming the suite at another implementation with torch's signature.
+# ---------------------------------------------------------------------------------------------
+
+
+class ImplUnderTest:
+    """An implementation named on the command line as LOSS=package.module:attribute.
+
+    A class (an ``nn.Module`` like ``nn.CrossEntropyLoss``) is checked in module form: built with
+    the keyword arguments, then called on (input, target). Anything else callable is checked in
+    functional form: called as ``impl(input, target, **kwargs)``.
+    """
+
+    def __init__(self, spec: str) -> None:
+        loss, sep, target = spec.partition("=")
+        module_name, colon, attribute = target.partition(":")
+        if not sep or not colon or loss not in LOSSES:
+            raise ValueError(f"--impl {spec!r}: expected LOSS=package.module:attribute with LOSS one of {LOSSES}")
+        obj: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+        self.spec, self.loss = spec, loss
+        self.form = "module" if isinstance(obj, type) else "functional"
+        implementation: LossImpl = module_form(obj) if isinstance(obj, type) else obj
+
+        def call(input: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            return implementation(input, target, **kwargs)
+
+        call.label = target  # type: ignore[attr-defined]  # how failures name it instead of "torch"
+        self.call: LossImpl = call
+
+
+def implementation_under_test(impls: dict[str, ImplUnderTest], loss: str, form: str) -> LossImpl:
+    """torch's implementation, or the one given with --impl for this loss (skipping the form it does not have)."""
+    chosen = impls.get(loss)
+    if chosen is None:
+        return torch_impl(loss, form)
+    if chosen.form != form:
+        import pytest
+
+        pytest.skip(f"--impl {chosen.spec} is a {chosen.form} implementation; the {form} form is torch's")
+    return chosen.call
+
+
+def label(impl: LossImpl) -> str:
+    """What failures call the implementation: "torch", or the --impl target."""
+    return str(getattr(impl, "label", "torch"))

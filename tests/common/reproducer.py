@@ -52,12 +52,23 @@ def setup_lines(case: Case, dtype: Dtype, device: str) -> list[str]:
     ]
 
 
-def snippet(case: Case, dtype: Dtype, device: str, form: str) -> str:
-    """Rerun ``case`` with torch (in ``form``) and with the reference."""
+def snippet(case: Case, dtype: Dtype, device: str, form: str, impl: str = "torch") -> str:
+    """Rerun ``case`` with the implementation under test (torch, or an --impl target) and with the reference."""
+    if impl == "torch":
+        setup, call = [], call_expression(case.loss, form)
+    else:
+        module, attribute = impl.split(":", 1)
+        setup = [f"from {module} import {attribute.split('.')[0]} as impl_under_test"]
+        call = (
+            "impl_under_test(**kwargs)(input, target)"
+            if form == "module"
+            else "impl_under_test(input, target, **kwargs)"
+        )
     return "\n".join(
         [
             *setup_lines(case, dtype, device),
-            f"print('torch    ', {call_expression(case.loss, form)})",
+            *setup,
+            f"print({impl!r:11}, {call})",
             f"print('reference', reference.{case.loss}(x, t, **np_kwargs))",
         ]
     )

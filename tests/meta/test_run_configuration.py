@@ -32,3 +32,30 @@ def test_naming_a_device_this_machine_lacks_is_a_usage_error(device, reason):
     )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert reason in result.stderr, result.stderr
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-profile=ci", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_impl_aims_the_parity_properties_at_another_implementation():
+    """With --impl, the loss's parity properties check that implementation: torch's own function passes, a planted
+    bug fails with a reproducer that imports it, and the form it lacks is skipped with the reason printed."""
+    genuine = _run("tests/test_nll_loss.py", "--impl", "nll_loss=torch.nn.functional:nll_loss", "-rs")
+    assert genuine.returncode == 0, genuine.stdout[-2000:]
+    assert "is a functional implementation; the module form is torch's" in genuine.stdout
+    planted = _run("tests/test_nll_loss.py", "--impl", "nll_loss=tests.meta.planted_bugs:nll_weighted_mean_over_count")
+    assert planted.returncode == pytest.ExitCode.TESTS_FAILED, planted.stdout[-2000:]
+    assert "from tests.meta.planted_bugs import nll_weighted_mean_over_count as impl_under_test" in planted.stdout
+
+
+def test_an_impl_that_cannot_be_imported_is_a_usage_error():
+    """A misspelt --impl stops the run before any test, saying what is wrong."""
+    result = _run("tests/test_nll_loss.py", "--impl", "nll_loss=no.such.module:f")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "No module named 'no'" in result.stderr
