@@ -52,6 +52,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def mutants(session: nox.Session) -> None:
+    """Every planted bug (tests/meta/planted_bugs.py) through --impl, at ci depth: prints the kill table."""
+    _install_suite(session)
+    session.run("python", "-m", "tests.meta.mutants", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")

@@ -25,6 +25,12 @@ class PlantedBug:
     mistake: str  # one line: the real-world mistake it models
     impl: LossImpl
 
+    @property
+    def target(self) -> str:
+        """Where --impl finds it: this module's attribute of the same function."""
+        name = next(key for key, value in globals().items() if value is self.impl)
+        return f"{__name__}:{name}"
+
 
 def _class_dim(input: Tensor) -> int:
     return 0 if input.dim() == 1 else 1
@@ -156,6 +162,9 @@ def _module_dropping(module: type[torch.nn.Module], dropped: str) -> Callable[..
     return call
 
 
+cross_entropy_module_drops_ignore_index = _module_dropping(torch.nn.CrossEntropyLoss, "ignore_index")
+bce_logits_module_drops_pos_weight = _module_dropping(torch.nn.BCEWithLogitsLoss, "pos_weight")
+
 PLANTED_BUGS = [
     PlantedBug(
         "nll_loss",
@@ -197,7 +206,7 @@ PLANTED_BUGS = [
         "cross_entropy",
         "module_drops_ignore_index",
         "CrossEntropyLoss(...) not passing ignore_index on",
-        _module_dropping(torch.nn.CrossEntropyLoss, "ignore_index"),
+        cross_entropy_module_drops_ignore_index,
     ),
     PlantedBug(
         "binary_cross_entropy",
@@ -233,6 +242,6 @@ PLANTED_BUGS = [
         "binary_cross_entropy_with_logits",
         "module_drops_pos_weight",
         "BCEWithLogitsLoss(...) not passing pos_weight on",
-        _module_dropping(torch.nn.BCEWithLogitsLoss, "pos_weight"),
+        bce_logits_module_drops_pos_weight,
     ),
 ]
