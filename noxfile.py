@@ -1,4 +1,5 @@
-"""Sessions: `verify` (the verification run), `tests` (the whole suite), `lint`, `typecheck`.
+"""Sessions: `verify` (the verification run), `tests` (the whole suite), `mutants` (the kill table of
+the planted bugs), `lint`, `typecheck`.
 
 CI installs torch==2.13.0 (a CPU wheel); set LOSS_PARITY_TORCH to verify another release, e.g.
 LOSS_PARITY_TORCH="torch==2.14.1" python3 -m nox -s tests. Arguments after `--` go to pytest.
