@@ -77,11 +77,14 @@ def assert_close(
 
 
 def exclude_if_unbounded(bound: np.ndarray, want: np.ndarray) -> None:
-    """An infinite bound on a finite value: rounding alone could move the result anywhere."""
+    """An infinite bound on a finite reference value: rounding alone could move the result anywhere.
+
+    ``want`` is the reference's (mathematical) value, never torch's: torch itself may return inf there.
+    """
     if np.any(np.isinf(bound) & np.isfinite(want)):
         ledger.exclude(
             "no finite bound: the mean's total weight is within rounding error of 0, "
-            "or the result is within rounding error of the dtype's overflow threshold"
+            "or the result or a partial sum is within rounding error of the dtype's overflow threshold"
         )
 
 

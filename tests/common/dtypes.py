@@ -66,4 +66,4 @@ BFLOAT16 = _describe("bfloat16", torch.bfloat16, 32)
 
 # The dtypes every parity property runs in today. float16 and bfloat16 slot in here once the
 # tolerance model has been validated for them (a later issue).
-PARITY_DTYPES = (FLOAT64, FLOAT32)
+PARITY_DTYPES = (FLOAT64, FLOAT32, FLOAT16, BFLOAT16)

@@ -10,6 +10,8 @@ import sys
 import jsonschema
 import pytest
 
+from tests.common.dtypes import PARITY_DTYPES
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "reporting" / "report.schema.json").read_text())
 
@@ -122,7 +124,7 @@ def test_the_identity_map_is_drawn_from_the_run_s_own_measurements(tmp_path):
     assert report["figures"]["identity_map.png"] == "drawn"
     assert (tmp_path / "identity_map.png").read_bytes().startswith(b"\x89PNG")
     series = [name for check in report["checks"] for name in check.get("series", {})]
-    assert sorted(series) == [f"sigmoid_bce_gap/{d}/y={y}" for d in ("float32", "float64") for y in (0, 1)]
+    assert sorted(series) == sorted(f"sigmoid_bce_gap/{d}/y={y}" for d in PARITY_DTYPES for y in (0, 1))
 
 
 def test_a_run_split_over_xdist_workers_reports_every_check_with_its_measurements(suite_dir):
