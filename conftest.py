@@ -91,6 +91,19 @@ def implementation(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
     return lambda loss, form: implementation_under_test(impls, loss, form)
 
 
+@pytest.fixture(scope="session")
+def implementation_in_its_form(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    """``implementation_in_its_form(loss) -> (impl, form)``: the --impl for this loss in the one form it has, or
+    torch's functional form."""
+    impls = pytestconfig.stash[IMPLEMENTATIONS]
+
+    def choose(loss: str):  # type: ignore[no-untyped-def]
+        form = impls[loss].form if loss in impls else "functional"
+        return implementation_under_test(impls, loss, form), form
+
+    return choose
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     import hypothesis
     import numpy

@@ -16,7 +16,8 @@ def reduce(losses: F64, reduction: str, total_weight: F64 | None = None) -> F64:
     """
     if reduction == "none":
         return np.asarray(losses, dtype=np.float64)
-    total = np.sum(losses)
+    with np.errstate(over="ignore"):  # a sum past float64's range is inf, as it should be
+        total = np.sum(losses)
     if reduction == "sum":
         return np.asarray(total)
     denominator = np.float64(losses.size) if total_weight is None else np.sum(total_weight)

@@ -39,7 +39,7 @@ def log_sigmoid(x: ArrayLike) -> F64:
 
 def _shift_by_max(x: F64, dim: int) -> F64:
     """x - max(x) along ``dim``: every exponent becomes <= 0 (log-sum-exp trick)."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # -largest - largest is -inf: its exp is 0, as it should be
         return _f64(x - np.max(x, axis=dim, keepdims=True))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 import reference
+from reference import gradients
 
 from . import ledger, reproducer, tolerance
 from .cases import Case, to_torch
@@ -105,6 +106,39 @@ def check_parity(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device:
             f"\n\nReproduce with:\n\n{repro}\n"
         ) from error
     assert_close(got, want, bound, what=what, dtype=dtype, repro=repro, who=label(impl))
+
+
+def check_gradient_parity(
+    case: Case, grad_output: np.ndarray, impl: LossImpl, *, form: str, dtype: Dtype, device: str
+) -> None:
+    """``impl``'s autograd gradient of ``case`` (with upstream ``grad_output``) equals the reference's analytic
+    gradient, within the tolerance model's bound for torch's backward formula."""
+    __tracebackhide__ = True
+    want = np.asarray(gradients.GRADIENTS[case.loss](case.input, case.target, **case.kwargs, grad_output=grad_output))
+    bound = np.asarray(
+        tolerance.gradient_error_bound(case.loss, dtype, case.input, case.target, grad_output, **case.kwargs)
+    )
+    if np.any(np.isinf(bound)):
+        # Unlike a loss value, a gradient element can be unbounded and still equal in both (inf, NaN): the
+        # division by a total weight of 0 that makes it so leaves the derivative undefined, so none is compared.
+        ledger.exclude(
+            "no finite bound on the gradient: the mean's total weight is within rounding error of 0, "
+            "or a partial result is within rounding error of the dtype's overflow threshold"
+        )
+    input, target, kwargs = to_torch(case, dtype, device)
+    input.requires_grad_(True)
+    repro = reproducer.gradient_snippet(case, grad_output, dtype, device, form, label(impl))
+    what = f"the gradient of {case.describe()} in {form} form, {dtype} on {device}"
+    try:
+        impl(input, target, **kwargs).backward(torch.as_tensor(grad_output).to(device=device, dtype=dtype.torch))
+    except Exception as error:
+        raise ParityError(
+            f"{what}: {label(impl)} raised {type(error).__name__}({str(error)!r}) in the backward pass"
+            f"\n\nReproduce with:\n\n{repro}\n"
+        ) from error
+    if input.grad is None:
+        raise ParityError(f"{what}: {label(impl)} left no gradient on the input\n\nReproduce with:\n\n{repro}\n")
+    assert_close(input.grad, want, bound, what=what, dtype=dtype, repro=repro, who=label(impl))
 
 
 def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> type[Exception]:

@@ -69,6 +69,11 @@ def record_comparison(error: float, bound: float, ratio: float, expected: float,
         record.worst_ulps = error / ulp
 
 
+def record_example() -> None:
+    """Count one checked example of a property that asserts a fact rather than measuring an error."""
+    RECORDS[current_test()].compared += 1
+
+
 def record_series(name: str, **columns: list[float]) -> None:
     """Keep measured data for the evidence report's figures (columns of equal length)."""
     RECORDS[current_test()].series[name] = {key: [float(v) for v in values] for key, values in columns.items()}

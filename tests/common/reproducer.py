@@ -74,6 +74,25 @@ def snippet(case: Case, dtype: Dtype, device: str, form: str, impl: str = "torch
     )
 
 
+def gradient_snippet(
+    case: Case, grad_output: np.ndarray, dtype: Dtype, device: str, form: str, impl: str = "torch"
+) -> str:
+    """Rerun ``case``'s backward pass with grad_output, against the reference's analytic gradient."""
+    forward = snippet(case, dtype, device, form, impl).splitlines()
+    call = forward[-2].split(", ", 1)[1][:-1]  # the implementation's call expression
+    return "\n".join(
+        [
+            *forward[:-2],
+            "from reference.gradients import GRADIENTS",
+            f"g = {array_literal(grad_output)}",
+            "input.requires_grad_(True)",
+            f"({call}).backward(torch.as_tensor(g).to(device=device, dtype=dtype))",
+            f"print({impl!r:11}, input.grad)",
+            f"print('reference', GRADIENTS[{case.loss!r}](x, t, **np_kwargs, grad_output=g))",
+        ]
+    )
+
+
 def expressions_snippet(case: Case, dtype: Dtype, device: str, *expressions: str) -> str:
     """Rebuild ``case`` and print each expression (written in terms of input, target, kwargs, x, t)."""
     return "\n".join([*setup_lines(case, dtype, device), *(f"print({e})" for e in expressions)])

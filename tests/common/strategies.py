@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -75,6 +76,29 @@ def probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
     )
 
 
+# p (1 - p) >= 1e-12 holds on [2e-12, 1 - 2e-12].
+INTERIOR_MARGIN = 2e-12
+
+
+def interior_probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
+    """Probabilities as near 0 and 1 as torch's BCE gradient is still the derivative of the loss."""
+    low, high = INTERIOR_MARGIN, 1 - INTERIOR_MARGIN
+
+    def keep_inside(value: float) -> float:
+        # bfloat16 is drawn at float32 width: snapping may round onto 0 or 1, so step back inside.
+        snapped = float(dtype.snap(np.float64(value)))
+        toward = 0.5 if snapped < low or snapped > high else snapped
+        step = torch.nextafter(torch.tensor(snapped, dtype=dtype.torch), torch.tensor(toward, dtype=dtype.torch))
+        return float(step) if toward != snapped else snapped
+
+    return st.one_of(
+        floats(dtype, low, high),
+        st.sampled_from([0.5, 0.25, 0.75]),
+        floats(dtype, low, 1e-6),
+        floats(dtype, 1 - 1e-6, high),
+    ).map(keep_inside)
+
+
 def weight_elements(dtype: Dtype) -> st.SearchStrategy[float]:
     """Weights as users pass them (positive, of ordinary size), plus zeros, ones, tiny and negative
     values, which torch accepts."""
@@ -84,6 +108,14 @@ def weight_elements(dtype: Dtype) -> st.SearchStrategy[float]:
         st.sampled_from([0.0, 1.0]),
         floats(dtype, 0, 0.1),
         floats(dtype, -10, 10),
+    )
+
+
+def grad_outputs(dtype: Dtype, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    """The gradient flowing into a loss's result: often ones (what .backward() passes), otherwise arbitrary."""
+    return st.one_of(
+        st.just(np.ones(shape)),
+        float_arrays(dtype, shape, st.one_of(floats(dtype, -4, 4), st.sampled_from([0.0, 1.0, -1.0]))),
     )
 
 
@@ -126,9 +158,12 @@ def binary_shapes() -> st.SearchStrategy[tuple[int, ...]]:
 
 
 @st.composite
-def binary_cross_entropy_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
+def binary_cross_entropy_cases(draw: st.DrawFn, dtype: Dtype, interior: bool = False) -> Case:
+    """With ``interior``: probabilities with p (1 - p) >= 1e-12 only, where torch's gradient is the derivative
+    (outside, torch caps it: a named divergence in test_gradients.py)."""
     shape = draw(binary_shapes(), label="shape")
-    probabilities = draw(float_arrays(dtype, shape, probability_elements(dtype)), label="input")
+    elements = interior_probability_elements(dtype) if interior else probability_elements(dtype)
+    probabilities = draw(float_arrays(dtype, shape, elements), label="input")
     target = draw(float_arrays(dtype, shape, probability_elements(dtype)), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
     if draw(st.booleans(), label="with weight"):

@@ -50,7 +50,19 @@ from .dtypes import FLOAT64, Dtype
 # relative. Taken as 4u to leave room for 2-ulp implementations on other backends.
 TRANSCENDENTAL_ERROR = 4.0
 
+# torch's sigmoid takes one exp, one add and one division: its relative error is at most
+# TRANSCENDENTAL_ERROR + 2 units of roundoff.
+SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2.0
+
 F64 = np.ndarray
+
+
+def _times(a: F64, b: F64) -> F64:
+    """One term of a product's propagated error: 0 when a factor is exactly 0 and the other finite, and inf
+    for 0 * inf (an operand whose error is unbounded may itself be inf in torch, and 0 * inf is NaN)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        product = np.where(((a == 0) & np.isfinite(b)) | ((b == 0) & np.isfinite(a)), 0.0, a * b)
+        return np.where(np.isnan(product), np.inf, product)
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class Tracked:
     u: float
     eta: float
     largest: float  # the dtype's largest finite value: beyond it a rounded result may be inf
+    smallest_normal: float  # the dtype's smallest normal number: sigmoid's absolute floor
 
     # -- construction ---------------------------------------------------------------------
     @staticmethod
@@ -71,7 +84,7 @@ class Tracked:
         # The reference's own float64 rounding (its u and its subnormal floor) adds to torch's.
         u = dtype.unit_roundoff + FLOAT64.unit_roundoff
         eta = dtype.smallest_subnormal + FLOAT64.smallest_subnormal
-        return Tracked(v, np.zeros_like(v), u, eta, dtype.largest)
+        return Tracked(v, np.zeros_like(v), u, eta, dtype.largest, dtype.smallest_normal)
 
     def constant(self, c: float) -> Tracked:
         """A Python float that torch rounds to the dtype before using it."""
@@ -82,7 +95,7 @@ class Tracked:
         with np.errstate(invalid="ignore", over="ignore"):
             # A result that may leave the dtype's range may round to inf: no finite bound holds.
             error = np.where(np.isfinite(value) & (np.abs(value) + error >= self.largest), np.inf, error)
-        return Tracked(value, error, self.u, self.eta, self.largest)
+        return Tracked(value, error, self.u, self.eta, self.largest, self.smallest_normal)
 
     def _rounded(self, value: Any, propagated: Any, relative: float = 1.0) -> Tracked:
         """Add one rounding (``relative`` units of u, plus eta) to the propagated error."""
@@ -117,8 +130,9 @@ class Tracked:
     def __mul__(self, other: Tracked | float | F64) -> Tracked:
         o = self._lift(other)
         with np.errstate(invalid="ignore", over="ignore"):
-            propagated = np.abs(self.value) * o.error + np.abs(o.value) * self.error + self.error * o.error
-            propagated = np.nan_to_num(propagated, nan=0.0)  # 0 * inf with an exact zero factor
+            propagated = (
+                _times(np.abs(self.value), o.error) + _times(np.abs(o.value), self.error) + _times(self.error, o.error)
+            )
             product = self.value * o.value  # 0 * inf is NaN, as in torch
         return self._rounded(product, propagated)
 
@@ -157,6 +171,14 @@ class Tracked:
             ratio = self.error / (1.0 + self.value)
             propagated = np.where(self.error == 0, 0.0, np.where(ratio < 1, -np.log1p(-ratio), np.inf))
         return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
+
+    def sigmoid(self) -> Tracked:
+        """sigmoid is 1/4-Lipschitz; torch's evaluation errs by at most SIGMOID_ERROR units of roundoff, and by
+        up to the smallest normal number in absolute terms: it evaluates 1 / (1 + e^-x), and once e^-x
+        overflows (sigmoid(x) is then below the smallest normal) the result is 0, not the subnormal value."""
+        value = reference.sigmoid(self.value)
+        rounded = self._rounded(value, 0.25 * self.error, SIGMOID_ERROR)
+        return self._like(value, rounded.error + self.smallest_normal)
 
     def abs(self) -> Tracked:
         return self._like(np.abs(self.value), self.error)  # exact
@@ -345,10 +367,6 @@ def error_bound(loss: str, dtype: Dtype, input: F64, target: F64, **kwargs: Any)
 # Compositions used by the article's identities.
 # ---------------------------------------------------------------------------------------------
 
-# torch's sigmoid takes one exp, one add and one division: its relative error is at most
-# TRANSCENDENTAL_ERROR + 2 units of roundoff.
-SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2.0
-
 
 def sigmoid_then_bce_sensitivity(dtype: Dtype, x: F64, target: F64, weight: F64 | None = None) -> F64:
     """How far BCE(sigmoid(x), y) can move because sigmoid(x) was rounded (per element).
@@ -379,3 +397,163 @@ def softmax_log_nll(
     total = exps.sum(axis=dim)
     total = x._like(np.expand_dims(total.value, dim), np.expand_dims(total.error, dim))
     return _nll((exps / total).log(), target, weight, ignore_index, reduction, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients with respect to the input, replayed in the order of torch's backward formulas
+# (aten's *_backward kernels, and autograd's chain through log_softmax for cross-entropy).
+# Products are bounded the same in any order, so only sums and the places where a division
+# happens matter; those follow torch.
+# ---------------------------------------------------------------------------------------------
+
+
+def _upstream(dtype: Dtype, grad_output: F64, reduction: str, count: float) -> Tracked:
+    """grad_output as the per-element kernels see it: divided by the element count for 'mean'."""
+    go = Tracked.exact(grad_output, dtype)
+    return go / float(count) if reduction == "mean" else go
+
+
+def binary_cross_entropy_grad(
+    dtype: Dtype, input: F64, target: F64, grad_output: F64, weight: F64 | None = None, reduction: str = "mean"
+) -> Tracked:
+    """grad * (p - y) / max(p (1 - p), 1e-12) [* w] [/ numel]."""
+    p, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
+    go = Tracked.exact(grad_output, dtype)
+    result = (go * (p - y)) / (p * (1.0 - p)).clamp_min(BCE_GRAD_EPSILON)
+    if weight is not None:
+        result = result * Tracked.exact(weight, dtype)
+    if reduction == "mean":
+        result = result / float(np.size(target))
+    return result.broadcast_to(np.shape(target))
+
+
+# torch's BCE backward divides by max(p (1 - p), 1e-12): the named divergence in test_gradients.py.
+BCE_GRAD_EPSILON = 1e-12
+
+
+def binary_cross_entropy_with_logits_grad(
+    dtype: Dtype,
+    input: F64,
+    target: F64,
+    grad_output: F64,
+    weight: F64 | None = None,
+    reduction: str = "mean",
+    pos_weight: F64 | None = None,
+) -> Tracked:
+    """(sigmoid(x) - y) * grad, or ((pw y + 1 - y) sigmoid(x) - pw y) * grad; [* w] [/ numel]."""
+    x, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
+    go = Tracked.exact(grad_output, dtype)
+    if pos_weight is None:
+        result = (x.sigmoid() - y) * go
+    else:
+        t = Tracked.exact(pos_weight, dtype) * y
+        result = (((t + 1.0) - y) * x.sigmoid() - t) * go
+    if weight is not None:
+        result = result * Tracked.exact(weight, dtype)
+    if reduction == "mean":
+        result = result / float(np.size(target))
+    return result.broadcast_to(np.shape(target))
+
+
+def _expand(per_position: Tracked, class_dim: int) -> Tracked:
+    if per_position.value.ndim == 0:
+        return per_position
+    return per_position._like(
+        np.expand_dims(per_position.value, class_dim), np.expand_dims(per_position.error, class_dim)
+    )
+
+
+def _nll_grad(
+    dtype: Dtype,
+    shape: tuple[int, ...],
+    target: F64,
+    grad_output: F64,
+    weight: F64 | None,
+    ignore_index: int,
+    reduction: str,
+    scale: float = 1.0,
+) -> Tracked:
+    """-(w[y] * (grad [* scale] / total_weight)) at the target class, exact 0 elsewhere and where ignored."""
+    class_dim, n_classes, kept, safe, w = _index_target_parts(np.zeros(shape), target, weight, ignore_index)
+    class_weight = Tracked.exact(np.where(kept, w[safe] if w.size else 0.0, 0.0), dtype)
+    go = Tracked.exact(grad_output, dtype)
+    if scale != 1.0:
+        go = go * go.constant(scale)
+    if reduction == "mean":
+        go = go / class_weight.sum()
+    per_position = -(class_weight * go)
+    classes = np.arange(n_classes).reshape(_class_shape(len(shape), n_classes))
+    one_hot = (classes == np.expand_dims(safe, class_dim)) & np.expand_dims(kept, class_dim)
+    expanded = _expand(per_position, class_dim).broadcast_to(shape)
+    return expanded.where(one_hot, 0.0)
+
+
+def nll_loss_grad(
+    dtype: Dtype,
+    input: F64,
+    target: F64,
+    grad_output: F64,
+    weight: F64 | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tracked:
+    return _nll_grad(dtype, np.shape(input), target, grad_output, weight, ignore_index, reduction)
+
+
+def _log_softmax_backward(grad: Tracked, logp: Tracked, class_dim: int) -> Tracked:
+    """torch's log_softmax backward: grad - exp(output) * sum(grad) along the class dimension."""
+    total = _expand(grad.sum(axis=class_dim), class_dim)
+    return grad - logp.exp() * total
+
+
+def cross_entropy_grad(
+    dtype: Dtype,
+    input: F64,
+    target: F64,
+    grad_output: F64,
+    weight: F64 | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tracked:
+    x = Tracked.exact(input, dtype)
+    class_dim = _class_dim(x.value.ndim)
+    n_classes = x.value.shape[class_dim]
+    logp = log_softmax(x, class_dim)
+    eps = float(label_smoothing) if label_smoothing > 0 else 0.0
+    class_weights = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64).reshape(n_classes)
+    w_along = Tracked.exact(class_weights.reshape(_class_shape(x.value.ndim, n_classes)), dtype)
+    go = _expand(Tracked.exact(grad_output, dtype), class_dim)
+    if np.shape(target) == np.shape(input):
+        t = Tracked.exact(target, dtype)
+        if eps > 0:
+            t = t * t.constant(1.0 - eps) + t.constant(eps / n_classes)
+        if reduction == "mean":
+            go = go / float(x.value.size // n_classes if n_classes else 0)
+        grad = ((-go) * w_along) * t if weight is not None else (-go) * t
+        return _log_softmax_backward(grad.broadcast_to(np.shape(input)), logp, class_dim)
+
+    grad = _nll_grad(
+        dtype, np.shape(input), target, grad_output, weight, ignore_index, reduction, scale=1.0 - eps if eps else 1.0
+    )
+    if eps > 0:
+        _, _, kept, safe, w_plain = _index_target_parts(x.value, target, weight, ignore_index)
+        smooth_go = go * go.constant(eps / n_classes)
+        if reduction == "mean":
+            smooth_go = smooth_go / Tracked.exact(np.where(kept, w_plain[safe], 0.0), dtype).sum()
+        smooth = (-(smooth_go * w_along)).broadcast_to(np.shape(input))
+        grad = grad + smooth.where(np.expand_dims(kept, class_dim) if kept.ndim else kept, 0.0)
+    return _log_softmax_backward(grad, logp, class_dim)
+
+
+GRADIENT_MODELS: dict[str, Callable[..., Tracked]] = {
+    "binary_cross_entropy": binary_cross_entropy_grad,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_grad,
+    "nll_loss": nll_loss_grad,
+    "cross_entropy": cross_entropy_grad,
+}
+
+
+def gradient_error_bound(loss: str, dtype: Dtype, input: F64, target: F64, grad_output: F64, **kwargs: Any) -> F64:
+    """The largest absolute error torch's autograd may make in d(loss)/d(input), element-wise."""
+    return GRADIENT_MODELS[loss](dtype, input, target, grad_output, **kwargs).error

@@ -1,0 +1,193 @@
+"""Analytic gradients of the four losses with respect to their input, in float64.
+
+Each ``*_grad`` function takes the loss's own arguments plus ``grad_output`` (the gradient
+flowing into the loss's result: an array of the output's shape for reduction 'none', a scalar
+otherwise) and returns d(sum(grad_output * loss)) / d(input), of the input's shape. It validates
+its arguments by calling the forward reference, so it rejects exactly what the loss rejects.
+
+The derivatives are those of the forward definitions in ``binary.py`` and ``categorical.py``,
+worked out by hand:
+
+* BCE, l = -w [y max(log p, -100) + (1 - y) max(log(1 - p), -100)]: a clamped log term is
+  constant in p, so it contributes 0; an unclamped one contributes -w y / p or w (1 - y) / (1 - p);
+  with both unclamped, w (p - y) / (p (1 - p)).
+* BCEWithLogits, l = w [pw y softplus(-x) + (1 - y) softplus(x)]:
+  dl/dx = w [(1 - y) sigmoid(x) - pw y sigmoid(-x)] (softplus' = sigmoid).
+* NLL, l_i = -w[y_i] x[i, y_i]: dl_i/dx[i, c] = -w[y_i] if c = y_i, else 0; 0 for ignored i.
+* Cross-entropy, through d log_softmax(x)_j / dx_k = [j = k] - softmax(x)_k:
+  index targets, l_i = (1 - eps) w_y (-logp_y) + (eps / C) sum_j w_j (-logp_j):
+      dl_i/dx_k = (1 - eps) w_y (s_k - [k = y]) + (eps / C) (s_k sum_j w_j - w_k);
+  probability targets, l_i = -sum_j w_j t'_j logp_j:
+      dl_i/dx_k = s_k sum_j w_j t'_j - w_k t'_k.
+
+'mean' divides by the same denominator as the forward (the element count, or the summed
+weights of the non-ignored targets). The one cancellation a naive form would suffer,
+softmax_y - 1 when the target's probability is near 1, is taken as minus the sum of the other
+probabilities instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _validation as v
+from .activations import sigmoid, softmax
+from .binary import LOG_CLAMP, binary_cross_entropy, binary_cross_entropy_with_logits
+from .categorical import (
+    _check_index_arguments,
+    _class_dim,
+    _class_shape,
+    _effective_label_smoothing,
+    _pick_targets,
+    _Picked,
+    cross_entropy,
+    nll_loss,
+)
+
+F64 = NDArray[np.float64]
+
+
+def _scale(per_element: F64, reduction: str, grad_output: ArrayLike, denominator: float | F64) -> F64:
+    """Apply the chain rule through the reduction: times grad_output, then divided by the mean's denominator
+    (in that order, so that a tiny grad_output is not first rounded to a subnormal and then magnified)."""
+    go = np.asarray(grad_output, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if reduction == "mean":
+            return np.asarray((per_element * go) / denominator)
+        return np.asarray(per_element * go)
+
+
+def binary_cross_entropy_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+    grad_output: ArrayLike = 1.0,
+) -> F64:
+    """d/dp of BCE: w [(1 - y) / (1 - p) - y / p], each term 0 where its log is clamped at -100."""
+    binary_cross_entropy(input, target, weight, reduction)
+    p, y = v.as_array(input).astype(np.float64), v.as_array(target).astype(np.float64)
+    w = np.broadcast_to(np.asarray(1.0 if weight is None else weight, dtype=np.float64), y.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p_free, log_1mp_free = np.log(p) > LOG_CLAMP, np.log1p(-p) > LOG_CLAMP
+        # With neither log clamped, (1 - y) / (1 - p) - y / p is taken over one denominator,
+        # (p - y) / (p (1 - p)): the two terms nearly cancel when p is close to y.
+        both_free = (p - y) / (p * (1.0 - p))
+        one_free = np.where(log_p_free, -y / p, 0.0) + np.where(log_1mp_free, (1.0 - y) / (1.0 - p), 0.0)
+        per_element = w * np.where(log_p_free & log_1mp_free, both_free, one_free)
+    return _scale(per_element, reduction, grad_output, float(y.size))
+
+
+def binary_cross_entropy_with_logits_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+    pos_weight: ArrayLike | None = None,
+    grad_output: ArrayLike = 1.0,
+) -> F64:
+    """d/dx of BCEWithLogits: w [(1 - y) sigmoid(x) - pw y sigmoid(-x)]."""
+    binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)
+    x, y = v.as_array(input).astype(np.float64), v.as_array(target).astype(np.float64)
+    w = np.asarray(1.0 if weight is None else weight, dtype=np.float64)
+    pw = np.asarray(1.0 if pos_weight is None else pos_weight, dtype=np.float64)
+    per_element = np.broadcast_to(w * ((1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x)), y.shape)
+    return _scale(per_element, reduction, grad_output, float(y.size))
+
+
+def _index_layout(
+    x: NDArray[Any], target: NDArray[Any], weights: F64, ignore_index: int
+) -> tuple[int, _Picked, NDArray[np.bool_]]:
+    """The per-position target and its one-hot mask along the class dimension."""
+    class_dim = _class_dim(x.ndim)
+    t = target.reshape(()) if x.ndim == 1 else target
+    picked = _pick_targets(t, ignore_index, weights)
+    n_classes = x.shape[class_dim]
+    classes = np.arange(n_classes).reshape(_class_shape(x.ndim, n_classes))
+    one_hot = classes == np.expand_dims(picked.safe_target, class_dim)
+    return class_dim, picked, one_hot
+
+
+def _per_position(values: ArrayLike, class_dim: int) -> F64:
+    """A per-position quantity (or a scalar), broadcastable against the input."""
+    a = np.asarray(values, dtype=np.float64)
+    return np.expand_dims(a, class_dim) if a.ndim else a
+
+
+def _index_scale(picked: _Picked, reduction: str, grad_output: ArrayLike, class_dim: int) -> F64:
+    """grad_output / denominator at kept positions, 0 at ignored ones, shaped to broadcast over classes."""
+    go = np.asarray(grad_output, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scale = go / np.sum(picked.class_weight) if reduction == "mean" else go
+    return _per_position(np.where(picked.kept, scale, 0.0), class_dim)
+
+
+def nll_loss_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    grad_output: ArrayLike = 1.0,
+) -> F64:
+    """d/dx of NLL: -w[y_i] (scaled by the reduction) at [i, y_i], 0 elsewhere and at ignored positions."""
+    nll_loss(input, target, weight, ignore_index, reduction)
+    x_in, t_in = v.as_array(input), v.as_array(target)
+    weights = _check_index_arguments(x_in, t_in, weight, "nll_loss")
+    class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
+    scale = _index_scale(picked, reduction, grad_output, class_dim)
+    with np.errstate(invalid="ignore"):
+        per_position = -scale * _per_position(picked.class_weight, class_dim)
+    return np.asarray(np.where(one_hot, per_position, 0.0) * np.ones(x_in.shape))
+
+
+def cross_entropy_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    grad_output: ArrayLike = 1.0,
+) -> F64:
+    """d/dx of cross-entropy with class indices or class probabilities (see the module docstring)."""
+    cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    x_in, t_in = v.as_array(input), v.as_array(target)
+    x = x_in.astype(np.float64)
+    class_dim = _class_dim(x.ndim)
+    n_classes = x.shape[class_dim]
+    w = np.ones(n_classes) if weight is None else v.as_array(weight).astype(np.float64).reshape(n_classes)
+    w_along = w.reshape(_class_shape(x.ndim, n_classes))
+    eps = _effective_label_smoothing(label_smoothing)
+    s = softmax(x, class_dim)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if x_in.shape == t_in.shape:
+            t = t_in.astype(np.float64)
+            if eps > 0.0:
+                t = t * (1.0 - eps) + eps / n_classes
+            wt = w_along * t
+            per_element = s * np.sum(wt, axis=class_dim, keepdims=True) - wt
+            positions = x.size // n_classes if n_classes else 0
+            return _scale(per_element, reduction, _per_position(grad_output, class_dim), float(positions))
+
+        weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
+        class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
+        # s_k - [k = y], with s_y - 1 taken as minus the other classes' probabilities (no cancellation).
+        others = np.sum(np.where(one_hot, 0.0, s), axis=class_dim, keepdims=True)
+        s_minus_one_hot = np.where(one_hot, -others, s)
+        per_element = (1.0 - eps) * _per_position(picked.class_weight, class_dim) * s_minus_one_hot
+        if eps > 0.0:
+            per_element = per_element + (eps / n_classes) * (s * np.sum(w) - w_along)
+        scale = _index_scale(picked, reduction, grad_output, class_dim)
+        return np.asarray(np.where(scale == 0, 0.0, scale * per_element))
+
+
+GRADIENTS = {
+    "binary_cross_entropy": binary_cross_entropy_grad,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_grad,
+    "nll_loss": nll_loss_grad,
+    "cross_entropy": cross_entropy_grad,
+}

@@ -1,0 +1,185 @@
+"""Gradients: torch's autograd against the reference's analytic derivatives, in every dtype; torch's own
+gradcheck and gradgradcheck in float64; finiteness at extreme inputs; where torch's gradient is not the
+derivative of its loss, a named divergence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference
+from reference.gradients import GRADIENTS
+from tests.common import ledger, strategies
+from tests.common.cases import Case, to_torch
+from tests.common.compare import check_gradient_parity
+from tests.common.divergences import exclude_if_known_gradient_divergence
+from tests.common.dtypes import FLOAT64, PARITY_DTYPES, Dtype
+from tests.common.implementations import FORMS, torch_impl
+from tests.common.properties import PARITY_VARIANTS, ParityVariant
+
+
+def _gradient_cases(variant: ParityVariant, dtype: Dtype) -> st.SearchStrategy[Case]:
+    if variant.loss == "binary_cross_entropy":
+        return strategies.binary_cross_entropy_cases(dtype, interior=True)
+    return variant.cases(dtype)
+
+
+GRADIENT_VARIANTS = [
+    ParityVariant(
+        variant.loss,
+        variant.name,
+        f"The gradient with respect to the input equals the reference's analytic gradient, for: {variant.claim}"
+        + (
+            " (probabilities with p(1 - p) >= 1e-12: below, torch's gradient is capped, a named divergence)"
+            if variant.loss == "binary_cross_entropy"
+            else ""
+        ),
+        lambda dtype, v=variant: _gradient_cases(v, dtype),
+    )
+    for variant in PARITY_VARIANTS
+]
+
+
+def _output_shape(case: Case) -> tuple[int, ...]:
+    return np.shape(getattr(reference, case.loss)(case.input, case.target, **case.kwargs))
+
+
+# The module forms build the same autograd graph as the functional ones once their arguments reach the
+# functional call, and that plumbing is what the forward parity properties check in both forms: the
+# gradient properties run torch in functional form (an --impl runs in the one form it has).
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+@pytest.mark.parametrize("variant", GRADIENT_VARIANTS, ids=lambda v: f"{v.loss}-{v.name}")
+@given(data=st.data())
+def test_gradient_matches_reference(data, variant, dtype, device, implementation_in_its_form):
+    """Autograd's gradient equals the reference's analytic gradient within the tolerance model (claims: the variant)."""
+    impl, form = implementation_in_its_form(variant.loss)
+    case = data.draw(variant.cases(dtype), label="case")
+    exclude_if_known_gradient_divergence(case)
+    grad_output = data.draw(strategies.grad_outputs(dtype, _output_shape(case)), label="grad_output")
+    check_gradient_parity(case, grad_output, impl, form=form, dtype=dtype, device=device)
+
+
+# --- torch's own consistency checks, in float64 ---------------------------------------------------
+
+# gradcheck perturbs every input element: a handful of small cases per loss is its budget.
+GRADCHECK_BUDGET = settings(max_examples=max(10, settings.default.max_examples // 10))
+
+
+def _smooth_case(variant: ParityVariant, dtype: Dtype) -> st.SearchStrategy[Case]:
+    """Cases where the loss is smooth around the input: logits within |20| (finite differences of a saturated
+    sigmoid or softmax mean nothing), probabilities inside [0.01, 0.99] (away from the clamp)."""
+
+    def moderate(case: Case) -> Case:
+        if case.loss == "binary_cross_entropy":
+            return Case(case.loss, np.clip(case.input, 0.01, 0.99), case.target, case.kwargs)
+        return Case(case.loss, np.clip(case.input, -20.0, 20.0), case.target, case.kwargs)
+
+    return variant.cases(dtype).map(moderate)
+
+
+@GRADCHECK_BUDGET
+@pytest.mark.parametrize("variant", PARITY_VARIANTS, ids=lambda v: f"{v.loss}-{v.name}")
+@given(data=st.data())
+def test_torch_gradients_pass_gradcheck_and_gradgradcheck(data, variant, device):
+    """torch.autograd.gradcheck and gradgradcheck pass in float64: torch's analytic first and second derivatives
+    agree with its own finite differences."""
+    case = data.draw(_smooth_case(variant, FLOAT64), label="case")
+    exclude_if_known_gradient_divergence(case)
+    try:
+        want = getattr(reference, case.loss)(case.input, case.target, **case.kwargs)
+    except Exception:
+        ledger.exclude("the reference rejects the call (error parity is checked in test_rejections.py)")
+    if not np.all(np.isfinite(want)) or case.input.size == 0:
+        ledger.exclude("a NaN, infinite or empty result has no derivative to check")
+    input, target, kwargs = to_torch(case, FLOAT64, device)
+    input.requires_grad_(True)
+    loss = torch_impl(case.loss, "functional")
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return loss(x, target, **kwargs)
+
+    assert torch.autograd.gradcheck(f, (input,), eps=1e-6, atol=1e-5, rtol=1e-3), case.describe()
+    assert torch.autograd.gradgradcheck(f, (input,), eps=1e-6, atol=1e-5, rtol=1e-3), case.describe()
+    ledger.record_example()
+
+
+# --- finiteness at extreme inputs -----------------------------------------------------------------
+
+
+def _extreme_values(dtype: Dtype) -> list[float]:
+    return [0.0, 1e4, -1e4, dtype.largest, -dtype.largest, dtype.largest / 2, -dtype.largest / 2, 88.72, -88.72]
+
+
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+@pytest.mark.parametrize("loss", ["binary_cross_entropy_with_logits", "cross_entropy"])
+@given(data=st.data())
+def test_gradients_of_logit_losses_are_finite_at_any_finite_logit(data, loss, dtype, device):
+    """BCEWithLogits and CrossEntropy take logits anywhere in the dtype's finite range, up to its largest value,
+    and their gradients stay finite there (as the reference's do: |gradient| <= max(1, |pos_weight|) per element)."""
+    shape = data.draw(st.sampled_from([(3,), (2, 3)]), label="shape")
+    x = np.array(data.draw(st.lists(st.sampled_from(_extreme_values(dtype)), min_size=6, max_size=6)), dtype=float)
+    x = dtype.snap(x[: int(np.prod(shape))].reshape(shape))
+    reduction = data.draw(st.sampled_from(strategies.REDUCTIONS), label="reduction")
+    if loss == "cross_entropy":
+        t = np.zeros(shape[:1] if len(shape) == 2 else (), dtype=np.int64)
+    else:
+        t = data.draw(strategies.float_arrays(dtype, shape, strategies.probability_elements(dtype)), label="t")
+    case = Case(loss, x, t, {"reduction": reduction})
+    want = GRADIENTS[loss](x, t, reduction=reduction)
+    assert np.all(np.isfinite(want)), "the reference's gradient is finite"
+    input, target, kwargs = to_torch(case, dtype, device)
+    input.requires_grad_(True)
+    torch_impl(loss, "functional")(input, target, **kwargs).sum().backward()
+    grad = input.grad.to("cpu", torch.float64).numpy()
+    assert np.all(np.isfinite(grad)), f"{case.describe()} with x = {x.tolist()} in {dtype}: torch's gradient {grad}"
+    ledger.record_example()
+
+
+# --- where torch's gradient is not the derivative ------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+def test_bce_gradient_is_capped_where_p_times_1_minus_p_is_below_1e_12(dtype, device):
+    """Named divergence (aten's binary_cross_entropy_backward, EPSILON = 1e-12): BCELoss's gradient is
+    w (p - y) / max(p (1 - p), eps) with eps = 1e-12 held as a float32 constant and rounded to the dtype, so where
+    p (1 - p) < eps it is capped, and at p = 0 or 1 it is not the derivative of the clamped loss (1 or -1 where
+    y = p, 0 where the clamp holds): float64, float32 and bfloat16 give 0 and -+1e12 there; in float16 eps rounds
+    to 0 and the gradient is NaN (y = p) or -+inf. Elsewhere it is the derivative."""
+    eps = float(dtype.snap(np.array(float(np.float32(1e-12)))))
+    tiny = float(dtype.snap(np.array(1e-13))) if dtype.smallest_subnormal < 1e-13 else 0.0
+    p = np.array([0.0, 1.0, 0.0, 1.0, tiny, 0.5])
+    y = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 0.25])
+    xt = torch.as_tensor(p, dtype=dtype.torch, device=device).requires_grad_(True)
+    target = torch.as_tensor(y, dtype=dtype.torch, device=device)
+    torch.nn.functional.binary_cross_entropy(xt, target, reduction="sum").backward()
+    got = xt.grad.to("cpu", torch.float64).numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        capped = (p - y) / np.maximum(p * (1 - p), eps)
+    want = reference.gradients.binary_cross_entropy_grad(p, y, reduction="sum")
+    np.testing.assert_array_equal(want[:4], [1.0, -1.0, 0.0, 0.0], err_msg="the derivative of the clamped loss")
+    np.testing.assert_allclose(got[:4], capped[:4], rtol=4 * dtype.unit_roundoff, err_msg="torch's capped gradient")
+    assert not np.allclose(got[:4], want[:4]), "at p = 0 and p = 1 torch's gradient is not the derivative"
+    if tiny:
+        np.testing.assert_allclose(got[4], capped[4], rtol=8 * dtype.unit_roundoff)
+        assert abs(want[4] - got[4]) > 0.5 * abs(want[4]), "below the cap torch's gradient is far from the derivative"
+    np.testing.assert_allclose(got[5], want[5], rtol=8 * dtype.unit_roundoff)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("loss", ["nll_loss", "cross_entropy"])
+def test_unbatched_input_with_target_of_shape_1_has_no_backward(loss, form, device):
+    """Named divergence (related: pytorch#157420): NLLLoss and CrossEntropyLoss compute an unbatched input (C,) with
+    a class-index target of shape (1,), but the backward pass raises 'size mismatch'; the same call with a target of
+    shape () has the reference's gradient."""
+    x = np.array([0.5, -1.0, 2.0])
+    impl = torch_impl(loss, form)
+    xt = torch.as_tensor(x, device=device).requires_grad_(True)
+    value = impl(xt, torch.tensor([1], device=device))
+    assert value.item() == pytest.approx(float(getattr(reference, loss)(x, np.array([1]))), rel=1e-15)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        value.backward()
+    impl(xt, torch.tensor(1, device=device)).backward()
+    np.testing.assert_allclose(xt.grad.cpu().numpy(), GRADIENTS[loss](x, np.array(1)), rtol=1e-15, atol=1e-16)
