@@ -31,6 +31,12 @@ def _kind(item: pytest.Item, claim: str) -> str:
         return "divergence"
     if "test_identities" in path:
         return "identity"
+    if "test_gradients" in path:
+        return "gradient"
+    if "test_exhaustive" in path:
+        return "sweep"
+    if "test_reference_oracle" in path:
+        return "oracle"
     if "test_rejections" in path:
         return "rejection"
     params = getattr(getattr(item, "callspec", None), "params", {})

@@ -27,10 +27,13 @@ class PropertyRecord:
     worst_ulps: float = 0.0
     # Data a check measured for the report's figures, by name (lists of numbers).
     series: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # Single facts a check measured (for example the largest error in ulps and where it occurred), by name.
+    measurements: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
             **({"series": self.series} if self.series else {}),
+            **({"measurements": self.measurements} if self.measurements else {}),
             "examples_compared": self.compared,
             "examples_excluded": dict(sorted(self.excluded.items())),
             "worst": {
@@ -72,6 +75,11 @@ def record_comparison(error: float, bound: float, ratio: float, expected: float,
 def record_example() -> None:
     """Count one checked example of a property that asserts a fact rather than measuring an error."""
     RECORDS[current_test()].compared += 1
+
+
+def record_measurement(name: str, value: object) -> None:
+    """Keep one measured fact for the evidence report (a number, a string, or a small dict of them)."""
+    RECORDS[current_test()].measurements[name] = value
 
 
 def record_series(name: str, **columns: list[float]) -> None:

@@ -94,7 +94,7 @@ class Tracked:
         value, error = np.asarray(value, dtype=np.float64), np.asarray(error, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             # A result that may leave the dtype's range may round to inf: no finite bound holds.
-            error = np.where(np.isfinite(value) & (np.abs(value) + error >= self.largest), np.inf, error)
+            error = np.where(np.isfinite(value) & (np.abs(value) + error > self.largest), np.inf, error)
         return Tracked(value, error, self.u, self.eta, self.largest, self.smallest_normal)
 
     def _rounded(self, value: Any, propagated: Any, relative: float = 1.0) -> Tracked:
@@ -156,7 +156,7 @@ class Tracked:
     # -- functions ------------------------------------------------------------------------
     def exp(self) -> Tracked:
         value = np.exp(self.value)
-        return self._rounded(value, value * np.expm1(self.error), TRANSCENDENTAL_ERROR)
+        return self._rounded(value, _times(value, np.expm1(self.error)), TRANSCENDENTAL_ERROR)
 
     def log(self) -> Tracked:
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -150,6 +150,31 @@ def bce_logits_pos_weight_left_aligned(input, target, weight=None, reduction="me
     return F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction, pos_weight=pos_weight)
 
 
+# --- low precision ----------------------------------------------------------------------------------
+
+
+def bce_logits_float16_off_by_ulps(input, target, weight=None, reduction="mean", pos_weight=None):
+    """Right except in float16, where the result is 8 units of roundoff (4 to 8 ulps) too large: a kernel that
+    rounds an intermediate to half twice, or skips a final correction step."""
+    out = F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction, pos_weight=pos_weight)
+    if input.dtype != torch.float16:
+        return out
+    wide = out.float()
+    return (wide + wide.abs() * (8 * 2.0**-11)).to(torch.float16)
+
+
+def cross_entropy_float16_at_bfloat16_precision(input: Tensor, target: Tensor, weight=None, **kwargs: Any) -> Tensor:
+    """float16 computed through bfloat16 (3 fewer significand bits): a kernel that picks the wrong half type."""
+    if input.dtype != torch.float16:
+        return F.cross_entropy(input, target, weight=weight, **kwargs)
+
+    def as_bfloat16(t: Tensor | None) -> Tensor | None:
+        return t.to(torch.bfloat16) if t is not None and t.is_floating_point() else t
+
+    out = F.cross_entropy(as_bfloat16(input), as_bfloat16(target), weight=as_bfloat16(weight), **kwargs)
+    return out.to(torch.float16)
+
+
 # --- module argument plumbing -----------------------------------------------------------------------
 
 
@@ -237,6 +262,18 @@ PLANTED_BUGS = [
         "pos_weight_left_aligned",
         "pos_weight (C,) broadcast against dimension 1 instead of the last",
         bce_logits_pos_weight_left_aligned,
+    ),
+    PlantedBug(
+        "binary_cross_entropy_with_logits",
+        "float16_off_by_ulps",
+        "float16 results 8 units of roundoff too large (a double rounding to half)",
+        bce_logits_float16_off_by_ulps,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "float16_at_bfloat16_precision",
+        "float16 computed through bfloat16, 3 significand bits short",
+        cross_entropy_float16_at_bfloat16_precision,
     ),
     PlantedBug(
         "binary_cross_entropy_with_logits",
