@@ -23,6 +23,18 @@ def _seed_words(run: dict[str, Any]) -> str:
     return "random seeds (not reproducible example by example; use the ci profile or --hypothesis-seed)"
 
 
+def _mutation_words(summary: dict[str, Any]) -> list[str]:
+    score = summary.get("mutation_score")
+    if not score:
+        return []
+    survivors = f" Survivors: {', '.join(score['survivors'])}." if score["survivors"] else ""
+    return [
+        f"Mutation score: {score['caught']} of {score['planted']} planted bugs caught by this run's properties "
+        f"(tests/meta/planted_bugs.py).{survivors}",
+        "",
+    ]
+
+
 def render(report: dict[str, Any]) -> str:
     env, suite, run, summary = report["environment"], report["suite"], report["run"], report["summary"]
     lines = [
@@ -46,6 +58,7 @@ def render(report: dict[str, Any]) -> str:
         f"{summary['checks']} checks; {summary['examples_compared']} examples compared against the reference, "
         f"{summary['examples_excluded']} excluded{' (reasons below)' if summary['examples_excluded'] else ''}.",
         "",
+        *_mutation_words(summary),
         "## Checks",
         "",
         "| check | claim | loss | form | dtype | compared | excluded | worst abs error | rel | ulps | bound "
@@ -99,6 +112,33 @@ def render(report: dict[str, Any]) -> str:
             status = f"CHANGED in {len(changed)} of {len(checks)} checks" if changed else "still observed"
             links = " ".join(sorted({link for c in checks for link in c["links"]}))
             lines.append(f"- **{status}** ({len(checks)} checks): {claim} {links}".rstrip())
+    sweeps = [
+        (e, e["measurements"]["largest_error_in_ulps"])
+        for e in report["checks"]
+        if "largest_error_in_ulps" in e.get("measurements", {})
+    ]
+    if sweeps:
+        lines += [
+            "",
+            "## Exhaustive sweeps",
+            "",
+            "| sweep | inputs swept | compared | largest error (ulps) | at input | torch | reference |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for entry, m in sweeps:
+            cells = (
+                entry["id"].split("::", 1)[-1],
+                m["inputs_swept"],
+                m["inputs_compared"],
+                _number(m["ulps"]),
+                _number(m["at_input"]),
+                _number(m["torch"]),
+                _number(m["reference"]),
+            )
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    model = report.get("tolerance_model")
+    if model:
+        lines += ["", "## Tolerance model", "", f"From `{model['source']}`:", "", model["description"]]
     failures = [e for e in report["checks"] if e["outcome"] in ("failed", "error")]
     if failures:
         lines += ["", "## Failures and counterexamples", ""]

@@ -9,6 +9,7 @@ deleted when a run starts, so an interrupted run leaves either no report or one 
 
 from __future__ import annotations
 
+import ast
 import datetime
 import json
 import os
@@ -101,12 +102,23 @@ class EvidencePlugin:
             "summary": _summary(entries),
             "checks": entries,
             "divergences": [_divergence(e) for e in entries if e.get("kind") == "divergence"],
+            "tolerance_model": _tolerance_model(),
             "timing": {
                 "started_utc": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(),
                 "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "wall_seconds": round(time.time() - self.started, 1),
             },
         }
+
+
+TOLERANCE_MODEL = ROOT / "tests" / "common" / "tolerance.py"
+
+
+def _tolerance_model() -> dict[str, str]:
+    """Where the bounds came from: the tolerance module's own account of its reasoning, and its file."""
+    source = TOLERANCE_MODEL.read_text(encoding="utf-8") if TOLERANCE_MODEL.exists() else ""
+    description = ast.get_docstring(ast.parse(source)) if source else None
+    return {"source": str(TOLERANCE_MODEL.relative_to(ROOT)), "description": description or "not found"}
 
 
 def _loaded_profile() -> str | None:
@@ -149,12 +161,24 @@ def _summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
     for entry in entries:
         counts = by_kind.setdefault(entry.get("kind", "other"), {"passed": 0, "failed": 0, "error": 0, "skipped": 0})
         counts[entry["outcome"]] += 1
-    return {
+    summary: dict[str, Any] = {
         "checks": len(entries),
         "by_kind": by_kind,
         "examples_compared": sum(e.get("examples_compared", 0) for e in entries),
         "examples_excluded": sum(sum(e.get("examples_excluded", {}).values()) for e in entries),
     }
+    planted = [e for e in entries if PLANTED_BUG_CHECK in e["id"]]
+    if planted:
+        summary["mutation_score"] = {
+            "caught": sum(e["outcome"] == "passed" for e in planted),
+            "planted": len(planted),
+            "survivors": sorted(e["id"].split("[", 1)[-1].rstrip("]") for e in planted if e["outcome"] != "passed"),
+        }
+    return summary
+
+
+# The meta test that runs each planted bug (tests/meta/planted_bugs.py) against the suite's properties.
+PLANTED_BUG_CHECK = "test_planted_bugs.py::test_a_property_catches_planted_bug["
 
 
 def _divergence(entry: dict[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
     python3 -m tests.meta.mutants [extra pytest arguments]
 
-Each bug meets its loss's parity and rejection checks, at ci depth (derandomized, so every run gives
-the same verdicts), stopping at the first failure. Exit status 1 if any bug survives.
+Each bug meets its loss's value-parity, gradient-parity and rejection checks, at ci depth (derandomized,
+so every run gives the same verdicts), stopping at the first failure. Exit status 1 if any bug survives.
+With ``--json PATH`` the kill table is also written there (nox -s mutants puts it in the evidence folder).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -37,9 +39,11 @@ def hunt(bug, extra: list[str]) -> tuple[str, str, float]:
         "-o",
         "addopts=",
         TEST_FILES[bug.loss],
+        "tests/test_gradients.py",
         "tests/test_rejections.py",
         "-k",
-        f"matches_reference or {bug.loss}:",
+        # The loss's own parity tests, its gradient parity tests ("[loss-variant-dtype]") and its rejections.
+        f"(matches_reference and not gradient) or (gradient_matches_reference and {bug.loss}-) or {bug.loss}:",
         "--impl",
         f"{bug.loss}={bug.target}",
         *extra,
@@ -56,6 +60,10 @@ def hunt(bug, extra: list[str]) -> tuple[str, str, float]:
 
 
 def main(extra: list[str]) -> int:
+    json_path = None
+    if "--json" in extra:
+        at = extra.index("--json")
+        json_path, extra = extra[at + 1], extra[:at] + extra[at + 2 :]
     rows = []
     for bug in PLANTED_BUGS:
         verdict, killer, seconds = hunt(bug, extra)
@@ -65,7 +73,14 @@ def main(extra: list[str]) -> int:
     print("\n| bug | mistake it models | verdict | killed by | seconds |\n| --- | --- | --- | --- | ---: |")
     for name, mistake, verdict, killer, seconds in rows:
         print(f"| {name} | {mistake} | {verdict} | {killer} | {seconds:.1f} |")
-    print(f"\nMutation score: {killed} of {len(rows)} planted bugs killed.")
+    total = sum(row[4] for row in rows)
+    print(f"\nMutation score: {killed} of {len(rows)} planted bugs killed, in {total:.0f} s.")
+    if json_path:
+        table = [dict(zip(("bug", "mistake", "verdict", "killed_by", "seconds"), row, strict=True)) for row in rows]
+        with open(json_path, "w", encoding="utf-8") as out:
+            json.dump(
+                {"killed": killed, "planted": len(rows), "seconds": round(total, 1), "bugs": table}, out, indent=2
+            )
     return 0 if killed == len(rows) else 1
 
 

@@ -24,6 +24,9 @@ class PlantedBug:
     name: str
     mistake: str  # one line: the real-world mistake it models
     impl: LossImpl
+    # Which of the suite's property families the mistake lives in ("value", "gradient", "validation"): the
+    # meta test tries that family first, to keep the run short; any family may catch it.
+    area: str = "value"
 
     @property
     def target(self) -> str:
@@ -65,6 +68,28 @@ def nll_ignores_only_default_index(input: Tensor, target: Tensor, weight=None, i
     return F.nll_loss(input, target, weight=weight, ignore_index=-100, reduction=reduction)
 
 
+def nll_all_ignored_mean_is_zero(input: Tensor, target: Tensor, weight=None, ignore_index=-100, reduction="mean"):
+    """A 'mean' that returns 0 when every target is ignored (guarding 0 / 0), where torch documents NaN."""
+    out = F.nll_loss(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    if reduction == "mean" and bool((target == ignore_index).all()):
+        return torch.zeros_like(out)
+    return out
+
+
+def nll_k_dim_mean_of_per_sample_means(
+    input: Tensor, target: Tensor, weight=None, ignore_index=-100, reduction="mean"
+) -> Tensor:
+    """K-dimensional 'mean' taken per sample over its positions, then over the batch (a mean of means)."""
+    if input.dim() <= 2 or reduction != "mean":
+        return F.nll_loss(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    per = F.nll_loss(input, target, weight=weight, ignore_index=ignore_index, reduction="none").flatten(1)
+    kept = (target != ignore_index).flatten(1)
+    w = torch.ones(input.shape[1], dtype=input.dtype) if weight is None else weight.flatten()
+    safe = torch.where(kept, target.flatten(1), torch.zeros_like(target.flatten(1)))
+    totals = torch.where(kept, w[safe], torch.zeros_like(per)).sum(1)
+    return (per.sum(1) / totals).mean()
+
+
 # --- cross_entropy --------------------------------------------------------------------------------
 
 
@@ -101,6 +126,43 @@ def cross_entropy_probability_mean_over_weights(input: Tensor, target: Tensor, w
     return total / (target * weight.view(shape)).sum()
 
 
+def cross_entropy_probability_targets_skip_smoothing(input: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+    """label_smoothing applied to class indices only: probability targets are used as given."""
+    if target.shape == input.shape:
+        kwargs.pop("label_smoothing", None)
+    return F.cross_entropy(input, target, **kwargs)
+
+
+def cross_entropy_unbatched_keeps_a_batch_dimension(input: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+    """An unbatched input (C,) handled by adding a batch of 1, and 'none' returning shape (1,) instead of ()."""
+    if input.dim() != 1 or target.shape == input.shape:
+        return F.cross_entropy(input, target, **kwargs)
+    return F.cross_entropy(input.unsqueeze(0), target.reshape(1), **kwargs)
+
+
+class _BackwardIgnoresLabelSmoothing(torch.autograd.Function):
+    """The right forward; a hand-written backward that forgets the smoothing term (softmax - one_hot)."""
+
+    @staticmethod
+    def forward(ctx: Any, input: Tensor, target: Tensor, kwargs: dict[str, Any]) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(input, target)
+        ctx.kwargs = kwargs
+        return F.cross_entropy(input, target, **kwargs)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        input, target = ctx.saved_tensors
+        kwargs = {k: v for k, v in ctx.kwargs.items() if k != "label_smoothing"}
+        with torch.enable_grad():
+            leaf = input.detach().requires_grad_(True)
+            (gradient,) = torch.autograd.grad(F.cross_entropy(leaf, target, **kwargs), leaf, grad)
+        return gradient, None, None
+
+
+def cross_entropy_backward_ignores_label_smoothing(input: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+    return _BackwardIgnoresLabelSmoothing.apply(input, target, kwargs)
+
+
 # --- binary_cross_entropy -------------------------------------------------------------------------
 
 
@@ -115,6 +177,16 @@ def bce_epsilon_clipping(input: Tensor, target: Tensor, weight=None, reduction="
     """Keras-style: clip p to [1e-7, 1 - 1e-7] instead of clamping each log at -100."""
     clipped = input.clamp(1e-7, 1 - 1e-7)
     return F.binary_cross_entropy(clipped, target, weight=weight, reduction=reduction)
+
+
+def bce_without_range_check(input: Tensor, target: Tensor, weight=None, reduction="mean"):
+    """The formula without torch's check that input and target lie in [0, 1] (a dropped validation)."""
+    log_p = torch.log(input).clamp_min(-100)
+    log_1mp = torch.log1p(-input).clamp_min(-100)
+    per = -(target * log_p + (1 - target) * log_1mp)
+    if weight is not None:
+        per = per * weight
+    return _reduced(per, reduction)
 
 
 # --- binary_cross_entropy_with_logits ---------------------------------------------------------------
@@ -148,6 +220,32 @@ def bce_logits_pos_weight_left_aligned(input, target, weight=None, reduction="me
             return F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction)
         pos_weight = pos_weight.view(-1, *([1] * (input.dim() - 2)))
     return F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction, pos_weight=pos_weight)
+
+
+class _BackwardIgnoresPosWeight(torch.autograd.Function):
+    """The right forward; a hand-written backward (sigmoid(x) - y) that forgets pos_weight."""
+
+    @staticmethod
+    def forward(ctx: Any, input: Tensor, target: Tensor, weight, reduction, pos_weight) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(input, target)
+        ctx.weight, ctx.reduction = weight, reduction
+        return F.binary_cross_entropy_with_logits(
+            input, target, weight=weight, reduction=reduction, pos_weight=pos_weight
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor):  # type: ignore[override]
+        input, target = ctx.saved_tensors
+        gradient = (torch.sigmoid(input) - target) * grad
+        if ctx.weight is not None:
+            gradient = gradient * ctx.weight
+        if ctx.reduction == "mean":
+            gradient = gradient / input.numel()
+        return gradient, None, None, None, None
+
+
+def bce_logits_backward_ignores_pos_weight(input, target, weight=None, reduction="mean", pos_weight=None):
+    return _BackwardIgnoresPosWeight.apply(input, target, weight, reduction, pos_weight)
 
 
 # --- low precision ----------------------------------------------------------------------------------
@@ -191,6 +289,51 @@ cross_entropy_module_drops_ignore_index = _module_dropping(torch.nn.CrossEntropy
 bce_logits_module_drops_pos_weight = _module_dropping(torch.nn.BCEWithLogitsLoss, "pos_weight")
 
 PLANTED_BUGS = [
+    PlantedBug(
+        "nll_loss",
+        "all_ignored_mean_is_zero",
+        "a 'mean' over only ignored targets returning 0 instead of NaN",
+        nll_all_ignored_mean_is_zero,
+    ),
+    PlantedBug(
+        "nll_loss",
+        "k_dim_mean_of_per_sample_means",
+        "a K-dimensional mean taken per sample, then over the batch",
+        nll_k_dim_mean_of_per_sample_means,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "probability_targets_skip_smoothing",
+        "label_smoothing ignored for probability targets",
+        cross_entropy_probability_targets_skip_smoothing,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "unbatched_keeps_a_batch_dimension",
+        "an unbatched input run as a batch of one, 'none' returning (1,) for ()",
+        cross_entropy_unbatched_keeps_a_batch_dimension,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "backward_ignores_label_smoothing",
+        "a hand-written backward that forgets the label-smoothing term",
+        cross_entropy_backward_ignores_label_smoothing,
+        area="gradient",
+    ),
+    PlantedBug(
+        "binary_cross_entropy",
+        "without_range_check",
+        "torch's check that p and y lie in [0, 1] dropped",
+        bce_without_range_check,
+        area="validation",
+    ),
+    PlantedBug(
+        "binary_cross_entropy_with_logits",
+        "backward_ignores_pos_weight",
+        "a hand-written backward (sigmoid(x) - y) that forgets pos_weight",
+        bce_logits_backward_ignores_pos_weight,
+        area="gradient",
+    ),
     PlantedBug(
         "nll_loss",
         "weighted_mean_over_count",

@@ -66,3 +66,19 @@ def test_an_impl_that_cannot_be_imported_is_a_usage_error():
     result = _run("tests/test_nll_loss.py", "--impl", "nll_loss=no.such.module:f")
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "No module named 'no'" in result.stderr
+
+
+def test_the_worked_example_passes_value_and_gradient_parity():
+    """examples/independent_cross_entropy.py, an implementation written from the formula, passes the cross-entropy
+    value and gradient parity properties through --impl (shown here for class-index targets in float16, the dtype with
+    least slack, to keep the run short; the README gives the command for every variant and dtype)."""
+    result = _run(
+        "tests/test_cross_entropy.py",
+        "tests/test_gradients.py",
+        "-k",
+        "cross_entropy and matches_reference and float16 and index",
+        "--impl",
+        "cross_entropy=examples.independent_cross_entropy:cross_entropy",
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "passed" in result.stdout and "failed" not in result.stdout

@@ -1,0 +1,1 @@
+"""Worked examples: implementations checked by the suite through --impl."""
