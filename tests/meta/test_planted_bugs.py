@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pathlib
 from collections.abc import Callable
 
 import numpy as np
@@ -92,3 +93,10 @@ def _property(cases, body) -> Callable[[], None]:
         body(drawn)
 
     return property_against_the_bug
+
+
+def test_the_readme_lists_every_planted_bug():
+    """README.md's catalogue has one line for every planted bug, with the mistake it models."""
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for bug in PLANTED_BUGS:
+        assert f"| {bug.loss} | `{bug.name}` | {bug.mistake} |" in readme, bug.name
