@@ -27,6 +27,13 @@ def _install_suite(session: nox.Session) -> None:
 EVIDENCE = os.environ.get("LOSS_PARITY_EVIDENCE", "evidence")
 
 
+def _parallel(posargs: list[str]) -> list[str]:
+    """pytest-xdist across every core unless the arguments choose otherwise (-n 0 runs serially); the evidence
+    report and the end-of-run summary merge what the workers measured."""
+    chosen = any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) or arg == "no:xdist" for arg in posargs)
+    return [] if chosen else ["-n", "auto"]
+
+
 @nox.session
 def verify(session: nox.Session) -> None:
     """The verification run: every parity property, identity, rejection and divergence, derandomized
@@ -40,6 +47,7 @@ def verify(session: nox.Session) -> None:
         "--hypothesis-profile=ci",
         f"--evidence={EVIDENCE}",
         f"--junitxml={EVIDENCE}/junit.xml",
+        *_parallel(session.posargs),
         *session.posargs,
     )
 
@@ -50,7 +58,7 @@ def tests(session: nox.Session) -> None:
     _install_suite(session)
     chosen = any(arg.startswith("--hypothesis-profile") for arg in session.posargs)
     profile = [] if chosen else ["--hypothesis-profile=ci"]
-    session.run("pytest", *profile, *session.posargs)
+    session.run("pytest", *profile, *_parallel(session.posargs), *session.posargs)
 
 
 @nox.session

@@ -117,12 +117,16 @@ def _per_position(values: ArrayLike, class_dim: int) -> F64:
     return np.expand_dims(a, class_dim) if a.ndim else a
 
 
-def _index_scale(picked: _Picked, reduction: str, grad_output: ArrayLike, class_dim: int) -> F64:
-    """grad_output / denominator at kept positions, 0 at ignored ones, shaped to broadcast over classes."""
-    go = np.asarray(grad_output, dtype=np.float64)
+def _index_chain(picked: _Picked, reduction: str, grad_output: ArrayLike, class_dim: int, per_element: F64) -> F64:
+    """grad_output times ``per_element`` at kept positions, then divided by the mean's total weight; 0 at ignored
+    positions. The division comes last, so a total weight below 1 / DBL_MAX does not overflow grad_output first."""
+    go = _per_position(np.where(picked.kept, np.asarray(grad_output, dtype=np.float64), 0.0), class_dim)
+    kept = _per_position(picked.kept, class_dim).astype(bool)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        scale = go / np.sum(picked.class_weight) if reduction == "mean" else go
-    return _per_position(np.where(picked.kept, scale, 0.0), class_dim)
+        chained = go * per_element
+        if reduction == "mean":
+            chained = chained / np.sum(picked.class_weight)
+        return np.asarray(np.where(kept, chained, 0.0))
 
 
 def nll_loss_grad(
@@ -138,10 +142,8 @@ def nll_loss_grad(
     x_in, t_in = v.as_array(input), v.as_array(target)
     weights = _check_index_arguments(x_in, t_in, weight, "nll_loss")
     class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
-    scale = _index_scale(picked, reduction, grad_output, class_dim)
-    with np.errstate(invalid="ignore"):
-        per_position = -scale * _per_position(picked.class_weight, class_dim)
-    return np.asarray(np.where(one_hot, per_position, 0.0) * np.ones(x_in.shape))
+    slope = np.where(one_hot, -_per_position(picked.class_weight, class_dim), 0.0) * np.ones(x_in.shape)
+    return _index_chain(picked, reduction, grad_output, class_dim, slope)
 
 
 def cross_entropy_grad(
@@ -181,8 +183,7 @@ def cross_entropy_grad(
         per_element = (1.0 - eps) * _per_position(picked.class_weight, class_dim) * s_minus_one_hot
         if eps > 0.0:
             per_element = per_element + (eps / n_classes) * (s * np.sum(w) - w_along)
-        scale = _index_scale(picked, reduction, grad_output, class_dim)
-        return np.asarray(np.where(scale == 0, 0.0, scale * per_element))
+        return _index_chain(picked, reduction, grad_output, class_dim, per_element)
 
 
 GRADIENTS = {
