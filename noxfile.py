@@ -7,6 +7,7 @@ LOSS_PARITY_TORCH="torch==2.14.1" python3 -m nox -s tests. Arguments after `--` 
 
 from __future__ import annotations
 
+import glob
 import os
 
 import nox
@@ -36,14 +37,15 @@ def _parallel(posargs: list[str]) -> list[str]:
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """The verification run: every parity property, identity, rejection and divergence, derandomized
-    (ci profile), writing the evidence report and JUnit XML to evidence/ (LOSS_PARITY_EVIDENCE overrides)."""
+    """The verification run: every value and gradient parity property, identity, rejection, named divergence,
+    exhaustive sweep and oracle check, and the planted bugs, derandomized (ci profile), writing the evidence
+    report and JUnit XML to evidence/ (LOSS_PARITY_EVIDENCE overrides)."""
     _install_suite(session)
+    # Every property (tests/test_*.py) and, of the meta tests, the planted bugs: the report's mutation score.
+    checks = [*sorted(glob.glob("tests/test_*.py")), "tests/meta/test_planted_bugs.py"]
     session.run(
         "pytest",
-        "tests",
-        "--ignore=tests/meta",
-        "tests/meta/test_planted_bugs.py",  # the planted bugs: the report's mutation score
+        *checks,
         "--hypothesis-profile=ci",
         f"--evidence={EVIDENCE}",
         f"--junitxml={EVIDENCE}/junit.xml",
