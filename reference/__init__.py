@@ -9,12 +9,14 @@ the checks torch makes) and return float64 arrays.
 from .activations import log_sigmoid, log_softmax, sigmoid, softmax, softplus
 from .binary import LOG_CLAMP, binary_cross_entropy, binary_cross_entropy_with_logits
 from .categorical import cross_entropy, nll_loss
+from .kl_div import kl_div
 
 __all__ = [
     "LOG_CLAMP",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
+    "kl_div",
     "log_sigmoid",
     "log_softmax",
     "nll_loss",

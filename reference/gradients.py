@@ -14,6 +14,8 @@ worked out by hand:
 * BCEWithLogits, l = w [pw y softplus(-x) + (1 - y) softplus(x)]:
   dl/dx = w [(1 - y) sigmoid(x) - pw y sigmoid(-x)] (softplus' = sigmoid).
 * NLL, l_i = -w[y_i] x[i, y_i]: dl_i/dx[i, c] = -w[y_i] if c = y_i, else 0; 0 for ignored i.
+* KL divergence, l = p (log p - log q) with input log q: dl/d(log q) = -p (or -e^(log p) with
+  log_target), summed over any dimensions the input was broadcast along.
 * Cross-entropy, through d log_softmax(x)_j / dx_k = [j = k] - softmax(x)_k:
   index targets, l_i = (1 - eps) w_y (-logp_y) + (eps / C) sum_j w_j (-logp_j):
       dl_i/dx_k = (1 - eps) w_y (s_k - [k = y]) + (eps / C) (s_k sum_j w_j - w_k);
@@ -46,6 +48,7 @@ from .categorical import (
     cross_entropy,
     nll_loss,
 )
+from .kl_div import kl_div
 
 F64 = NDArray[np.float64]
 
@@ -186,9 +189,40 @@ def cross_entropy_grad(
         return _index_chain(picked, reduction, grad_output, class_dim, per_element)
 
 
+def kl_div_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    reduction: str = "mean",
+    log_target: bool = False,
+    grad_output: ArrayLike = 1.0,
+) -> F64:
+    """d/d(log q) of KL: -p (or -e^(log p) with log_target) per element, scaled by the reduction, and summed over
+    the dimensions along which the input was broadcast."""
+    kl_div(input, target, reduction, log_target)
+    x_in, t_in = v.as_array(input), v.as_array(target)
+    shape = np.broadcast_shapes(x_in.shape, t_in.shape)
+    t = np.broadcast_to(t_in.astype(np.float64), shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        per_element = -(np.exp(t) if log_target else t) * np.asarray(grad_output, dtype=np.float64)
+        if reduction == "mean":
+            per_element = per_element / np.float64(int(np.prod(shape)))
+        elif reduction == "batchmean" and x_in.ndim:
+            per_element = per_element / np.float64(x_in.shape[0])
+    return _sum_to_shape(np.asarray(per_element), x_in.shape)
+
+
+def _sum_to_shape(gradient: F64, shape: tuple[int, ...]) -> F64:
+    """A gradient of the broadcast shape, summed back over the dimensions broadcasting added or stretched."""
+    extra = gradient.ndim - len(shape)
+    summed = np.sum(gradient, axis=tuple(range(extra))) if extra else gradient
+    stretched = tuple(i for i, size in enumerate(shape) if size == 1 and summed.shape[i] != 1)
+    return np.asarray(np.sum(summed, axis=stretched, keepdims=True) if stretched else summed)
+
+
 GRADIENTS = {
     "binary_cross_entropy": binary_cross_entropy_grad,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_grad,
     "nll_loss": nll_loss_grad,
     "cross_entropy": cross_entropy_grad,
+    "kl_div": kl_div_grad,
 }

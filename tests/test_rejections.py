@@ -49,7 +49,8 @@ def _nonempty(shape: tuple[int, ...]) -> tuple[int, ...]:
 @st.composite
 def bad_reduction(draw: st.DrawFn, loss: str) -> Case:
     case = draw(_valid(loss), label="valid case")
-    reduction = draw(st.text(max_size=8).filter(lambda r: r not in strategies.REDUCTIONS), label="reduction")
+    valid = strategies.KL_REDUCTIONS if loss == "kl_div" else strategies.REDUCTIONS
+    reduction = draw(st.text(max_size=8).filter(lambda r: r not in valid), label="reduction")
     return case.with_kwargs(reduction=reduction)
 
 
@@ -97,6 +98,23 @@ def binary_argument_that_does_not_broadcast(draw: st.DrawFn, loss: str, name: st
         arg_shape = (last + 2,)
     arg = draw(strategies.float_arrays(DTYPE, arg_shape, strategies.weight_elements(DTYPE)), label=name)
     return case.with_kwargs(**{name: arg})
+
+
+# --- KL divergence ---------------------------------------------------------------------------------
+
+
+@st.composite
+def kl_div_with_integral_input(draw: st.DrawFn) -> Case:
+    case = draw(_valid("kl_div"), label="valid case")
+    return Case(case.loss, np.round(case.input).clip(-1000, 1000).astype(np.int64), case.target, case.kwargs)
+
+
+@st.composite
+def kl_div_shapes_that_do_not_broadcast(draw: st.DrawFn) -> Case:
+    sizes = draw(st.tuples(st.integers(2, 4), st.integers(2, 4)).filter(lambda ab: ab[0] != ab[1]), label="sizes")
+    log_q = draw(strategies.float_arrays(DTYPE, (sizes[0],), strategies.logit_elements(DTYPE)), label="input")
+    p = draw(strategies.float_arrays(DTYPE, (sizes[1],), strategies.probability_elements(DTYPE)), label="target")
+    return Case("kl_div", log_q, p, {})
 
 
 # --- categorical losses ----------------------------------------------------------------------------
@@ -333,6 +351,13 @@ DEFECTS = [
     ),
     Defect("binary_cross_entropy", "a target of another dtype than the input", RuntimeError, bce_target_of_other_dtype),
     *_binary_defects("binary_cross_entropy_with_logits"),
+    Defect("kl_div", "an integral input", RuntimeError, kl_div_with_integral_input),
+    Defect(
+        "kl_div",
+        "an input and a target whose shapes do not broadcast",
+        RuntimeError,
+        kl_div_shapes_that_do_not_broadcast,
+    ),
     *_categorical_defects("nll_loss"),
     *_categorical_defects("cross_entropy"),
     Defect("cross_entropy", "label_smoothing above 1", RuntimeError, label_smoothing_above_one),

@@ -29,7 +29,7 @@ def _kind(item: pytest.Item, claim: str) -> str:
         return "meta"
     if claim.startswith("Named divergence"):
         return "divergence"
-    if "test_identities" in path:
+    if "test_identities" in path or "test_information_theory" in path:
         return "identity"
     if "test_gradients" in path:
         return "gradient"

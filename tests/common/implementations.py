@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 LossImpl = Callable[..., torch.Tensor]
 
-LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy")
+LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "kl_div")
 FORMS = ("functional", "module")
 
 MODULES: dict[str, type[nn.Module]] = {
@@ -26,6 +26,7 @@ MODULES: dict[str, type[nn.Module]] = {
     "binary_cross_entropy_with_logits": nn.BCEWithLogitsLoss,
     "nll_loss": nn.NLLLoss,
     "cross_entropy": nn.CrossEntropyLoss,
+    "kl_div": nn.KLDivLoss,
 }
 
 

@@ -84,6 +84,19 @@ PARITY_VARIANTS = [
         "reference, ignored targets included (pytorch#69339, #73205).",
         lambda dtype: strategies.cross_entropy_cases(dtype, "index", weighted_smoothing=True),
     ),
+    ParityVariant(
+        "kl_div",
+        "probability targets",
+        "KLDivLoss equals the reference for probability targets (zeros, and negative values giving NaN included), "
+        "every reduction including 'batchmean', with input and target broadcast against each other either way.",
+        strategies.kl_div_cases,
+    ),
+    ParityVariant(
+        "kl_div",
+        "log targets",
+        "KLDivLoss with log_target=True equals the reference for every reduction and broadcast.",
+        lambda dtype: strategies.kl_div_cases(dtype, log_targets=True),
+    ),
 ]
 
 

@@ -345,9 +345,45 @@ def cross_entropy_cases(
     return Case("cross_entropy", logits, target, kwargs)
 
 
+# ---------------------------------------------------------------------------------------------
+# KL divergence: input log q, target p (or log p), broadcasting either way.
+# ---------------------------------------------------------------------------------------------
+
+KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
+
+
+@st.composite
+def kl_div_cases(draw: st.DrawFn, dtype: Dtype, log_targets: bool = False) -> Case:
+    """Input: log-probabilities (any floats, torch never checks them). Target: probabilities with exact zeros and
+    ones, and now and then a negative or above-one value (accepted; a negative one gives NaN), or with
+    ``log_targets`` log-probabilities (mostly in [-20, 5], sometimes large enough that exp overflows). Input and
+    target have one shape, or one of them broadcasts against the other."""
+    shape = draw(binary_shapes(), label="shape")
+    layout = draw(st.sampled_from(["one shape", "target broadcast", "input broadcast"]), label="layout")
+    smaller = draw(broadcastable_shape(shape), label="broadcast shape")
+    input_shape, target_shape = {
+        "one shape": (shape, shape),
+        "target broadcast": (shape, smaller),
+        "input broadcast": (smaller, shape),
+    }[layout]
+    log_q = draw(float_arrays(dtype, input_shape, logit_elements(dtype)), label="input")
+    if log_targets:
+        elements = st.one_of(floats(dtype, -20, 5), floats(dtype, -20, 5), logit_elements(dtype))
+    else:
+        elements = st.one_of(probability_elements(dtype), probability_elements(dtype), floats(dtype, -1, 2))
+    target = draw(float_arrays(dtype, target_shape, elements), label="target")
+    kwargs = draw(st.fixed_dictionaries({}, optional={"reduction": st.sampled_from(KL_REDUCTIONS)}), label="kwargs")
+    if log_targets:
+        kwargs["log_target"] = True
+    elif draw(st.booleans(), label="pass log_target=False"):
+        kwargs["log_target"] = False
+    return Case("kl_div", log_q, target, kwargs)
+
+
 CASES = {
     "binary_cross_entropy": binary_cross_entropy_cases,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_cases,
     "nll_loss": nll_loss_cases,
     "cross_entropy": cross_entropy_cases,
+    "kl_div": kl_div_cases,
 }

@@ -171,13 +171,16 @@ class Tracked:
                 self.error / np.abs(o.value),
                 np.where(margin > 0, (self.error + np.abs(quotient) * o.error) / margin, np.inf),
             )
-            # An exact 0 / 0 or x / 0 is exactly NaN or inf: nothing left to bound.
-            propagated = np.where(np.isfinite(quotient), propagated, np.where(o.error == 0, 0.0, np.inf))
+            # An exact 0 / 0, x / 0 or inf / y is exactly NaN or inf: nothing left to bound, unless the numerator's
+            # own error is unbounded (it may be NaN in torch, and so the quotient).
+            exact_nonfinite = (o.error == 0) & np.isfinite(self.error)
+            propagated = np.where(np.isfinite(quotient), propagated, np.where(exact_nonfinite, 0.0, np.inf))
         return self._rounded(quotient, propagated)
 
     # -- functions ------------------------------------------------------------------------
     def exp(self) -> Tracked:
-        value = np.exp(self.value)
+        with np.errstate(over="ignore"):  # e^710 is inf in float64 too: both sides are then compared exactly
+            value = np.exp(self.value)
         return self._rounded(value, _times(value, np.expm1(self.error)), TRANSCENDENTAL_ERROR)
 
     def log(self) -> Tracked:
@@ -368,11 +371,33 @@ def binary_cross_entropy_with_logits(
     return _reduce(losses.broadcast_to(np.shape(target)), reduction, None)
 
 
+def kl_div(dtype: Dtype, input: F64, target: F64, reduction: str = "mean", log_target: bool = False) -> Tracked:
+    """xlogy(t, t) - t * x, or exp(t) * (t - x) with log_target; 'batchmean' divides by the input's first size."""
+    shape = np.broadcast_shapes(np.shape(input), np.shape(target))
+    x = Tracked.exact(input, dtype).broadcast_to(shape)
+    t = Tracked.exact(target, dtype).broadcast_to(shape)
+    if log_target:
+        losses = t.exp() * (t - x)
+    else:
+        t_log_t = t.log() * t
+        zero = t.value == 0  # xlogy(0, y) is exactly 0
+        losses = x._like(np.where(zero, 0.0, t_log_t.value), np.where(zero, 0.0, t_log_t.error)) - t * x
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / float(losses.value.size)
+    return total / float(np.shape(input)[0]) if np.ndim(input) else total
+
+
 MODELS: dict[str, Callable[..., Tracked]] = {
     "binary_cross_entropy": binary_cross_entropy,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
     "nll_loss": nll_loss,
     "cross_entropy": cross_entropy,
+    "kl_div": kl_div,
 }
 
 
@@ -568,11 +593,39 @@ def cross_entropy_grad(
     return _log_softmax_backward(grad, logp, class_dim)
 
 
+def kl_div_grad(
+    dtype: Dtype, input: F64, target: F64, grad_output: F64, reduction: str = "mean", log_target: bool = False
+) -> Tracked:
+    """Autograd through kl_div's formula: -(g * t), or -(g * exp(t)), with g = grad_output divided first by the
+    mean's element count or the batchmean's first size; summed over the dimensions the input was broadcast along."""
+    shape = np.broadcast_shapes(np.shape(input), np.shape(target))
+    t = Tracked.exact(target, dtype).broadcast_to(shape)
+    go = Tracked.exact(grad_output, dtype)
+    if reduction == "mean":
+        go = go / float(int(np.prod(shape)))
+    elif reduction == "batchmean" and np.ndim(input):
+        go = go / float(np.shape(input)[0])
+    gradient = -(go * (t.exp() if log_target else t))
+    return _sum_to_shape(gradient.broadcast_to(shape), np.shape(input))
+
+
+def _sum_to_shape(gradient: Tracked, shape: tuple[int, ...]) -> Tracked:
+    """Autograd's reduction of a broadcast gradient back to the input's shape (a sum per input element)."""
+    for _ in range(gradient.value.ndim - len(shape)):
+        gradient = gradient.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and gradient.value.shape[axis] != 1:
+            summed = gradient.sum(axis=axis)
+            gradient = summed._like(np.expand_dims(summed.value, axis), np.expand_dims(summed.error, axis))
+    return gradient
+
+
 GRADIENT_MODELS: dict[str, Callable[..., Tracked]] = {
     "binary_cross_entropy": binary_cross_entropy_grad,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_grad,
     "nll_loss": nll_loss_grad,
     "cross_entropy": cross_entropy_grad,
+    "kl_div": kl_div_grad,
 }
 
 

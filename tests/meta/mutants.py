@@ -22,6 +22,7 @@ TEST_FILES = {
     "binary_cross_entropy_with_logits": "tests/test_binary_cross_entropy_with_logits.py",
     "nll_loss": "tests/test_nll_loss.py",
     "cross_entropy": "tests/test_cross_entropy.py",
+    "kl_div": "tests/test_kl_div.py",
 }
 
 

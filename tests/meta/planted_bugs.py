@@ -248,6 +248,19 @@ def bce_logits_backward_ignores_pos_weight(input, target, weight=None, reduction
     return _BackwardIgnoresPosWeight.apply(input, target, weight, reduction, pos_weight)
 
 
+# --- kl_div ---------------------------------------------------------------------------------------------------
+
+
+def kl_div_batchmean_as_mean(input: Tensor, target: Tensor, reduction="mean", log_target=False):
+    """'batchmean' divided by the number of elements, like 'mean' (the very confusion torch's warning is about)."""
+    return F.kl_div(input, target, reduction="mean" if reduction == "batchmean" else reduction, log_target=log_target)
+
+
+def kl_div_log_target_ignored(input: Tensor, target: Tensor, reduction="mean", log_target=False):
+    """log_target not passed on: log-probability targets read as probabilities."""
+    return F.kl_div(input, target, reduction=reduction)
+
+
 # --- low precision ----------------------------------------------------------------------------------
 
 
@@ -289,6 +302,18 @@ cross_entropy_module_drops_ignore_index = _module_dropping(torch.nn.CrossEntropy
 bce_logits_module_drops_pos_weight = _module_dropping(torch.nn.BCEWithLogitsLoss, "pos_weight")
 
 PLANTED_BUGS = [
+    PlantedBug(
+        "kl_div",
+        "batchmean_as_mean",
+        "'batchmean' divided by the element count, as 'mean' is",
+        kl_div_batchmean_as_mean,
+    ),
+    PlantedBug(
+        "kl_div",
+        "log_target_ignored",
+        "log_target not passed on: log-probabilities read as probabilities",
+        kl_div_log_target_ignored,
+    ),
     PlantedBug(
         "nll_loss",
         "all_ignored_mean_is_zero",

@@ -75,6 +75,17 @@ REGIONS: dict[str, tuple[str, Callable[[Case], bool]]] = {
         "binary_cross_entropy_with_logits",
         lambda c: "pos_weight" in c.kwargs and c.input.ndim >= 3 and c.kwargs["pos_weight"].shape == c.input.shape[-1:],
     ),
+    "a KL target exactly 0 (0 log 0)": (
+        "kl_div",
+        lambda c: not c.kwargs.get("log_target") and bool(np.any(c.target == 0)),
+    ),
+    "a negative KL target (NaN)": ("kl_div", lambda c: not c.kwargs.get("log_target") and bool(np.any(c.target < 0))),
+    "a KL log target past float32's exp overflow": (
+        "kl_div",
+        lambda c: bool(c.kwargs.get("log_target")) and bool(np.any(c.target > 88.72)),
+    ),
+    "a KL input broadcast against a larger target": ("kl_div", lambda c: c.input.size < c.target.size),
+    "KL reduction 'batchmean'": ("kl_div", lambda c: c.kwargs.get("reduction") == "batchmean"),
     "unnormalised probability targets": (
         "cross_entropy",
         lambda c: (

@@ -71,13 +71,15 @@ TIGHTNESS_SAMPLE = 20_000  # elements per loss and dtype, drawn once from a fixe
 
 def _well_conditioned_sample(loss: str, dtype: Dtype) -> tuple[np.ndarray, np.ndarray, dict]:
     """Ordinary inputs, element-wise (reduction 'none'): logits in [-12, 12], probabilities in [0.001, 0.999],
-    targets in [0, 1], class weights in [0.1, 4], 10 classes."""
+    targets in [0, 1], class weights in [0.1, 4], 10 classes; for KL, log q in [-8, 0] and p in [0.001, 1]."""
     rng = np.random.default_rng(20261129)
     n, classes = TIGHTNESS_SAMPLE, 10
     if loss == "binary_cross_entropy_with_logits":
         return dtype.snap(rng.uniform(-12, 12, n)), dtype.snap(rng.uniform(0, 1, n)), {"reduction": "none"}
     if loss == "binary_cross_entropy":
         return dtype.snap(rng.uniform(0.001, 0.999, n)), dtype.snap(rng.uniform(0, 1, n)), {"reduction": "none"}
+    if loss == "kl_div":
+        return dtype.snap(rng.uniform(-8, 0, n)), dtype.snap(rng.uniform(0.001, 1, n)), {"reduction": "none"}
     logits = dtype.snap(rng.uniform(-8, 8, (n // classes, classes)))
     weight = dtype.snap(rng.uniform(0.1, 4, classes))
     return logits, rng.integers(0, classes, n // classes), {"reduction": "none", "weight": weight}

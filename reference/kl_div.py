@@ -1,0 +1,64 @@
+"""The Kullback-Leibler divergence loss, with torch's semantics (nn.KLDivLoss, F.kl_div)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _validation as v
+
+F64 = NDArray[np.float64]
+
+KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
+
+
+def _xlogx(t: F64) -> F64:
+    """t log t, with 0 log 0 = 0 (its limit); a negative t has no logarithm: NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(t == 0, 0.0, t * np.log(t))
+
+
+def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_target: bool = False) -> F64:
+    """Pointwise KL divergence of ``target`` (p) from the distribution whose log is ``input`` (log q).
+
+    l = p (log p - log q), with 0 log 0 = 0, so a zero target contributes 0 whatever log q is
+    (except log q = -inf, where 0 * inf is NaN, as in torch); a negative target has no log: NaN.
+    With ``log_target`` the target holds log p: l = e^(log p) (log p - log q).
+
+    input and target broadcast against each other (either may be the smaller). 'sum' adds l;
+    'mean' divides that sum by the number of elements of l; 'batchmean' by the size of the input's
+    first dimension (not the broadcast result's: measured on torch 2.13), or by 1 for a 0-d input.
+    Integral inputs are rejected.
+    """
+    if reduction not in KL_REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    x_in, t_in = v.as_array(input), v.as_array(target)
+    for name, array in (("input", x_in), ("target", t_in)):
+        if not np.issubdtype(array.dtype, np.floating):
+            raise RuntimeError(f"kl_div: Integral inputs not supported ({name} has dtype {array.dtype})")
+    try:
+        shape = np.broadcast_shapes(x_in.shape, t_in.shape)
+    except ValueError:
+        raise RuntimeError(
+            f"input of shape {list(x_in.shape)} and target of shape {list(t_in.shape)} do not broadcast"
+        ) from None
+    log_q = np.broadcast_to(x_in.astype(np.float64), shape)
+    t = np.broadcast_to(t_in.astype(np.float64), shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if log_target:
+            losses = np.exp(t) * (t - log_q)
+        else:
+            losses = _xlogx(t) - t * log_q
+    return _reduce(np.asarray(losses), reduction, x_in.shape)
+
+
+def _reduce(losses: F64, reduction: str, input_shape: tuple[int, ...]) -> F64:
+    if reduction == "none":
+        return losses
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        total = np.sum(losses)
+        if reduction == "sum":
+            return np.asarray(total)
+        if reduction == "mean":
+            return np.asarray(total / np.float64(losses.size))
+        return np.asarray(total / np.float64(input_shape[0]) if input_shape else total)
