@@ -120,16 +120,26 @@ def _per_position(values: ArrayLike, class_dim: int) -> F64:
     return np.expand_dims(a, class_dim) if a.ndim else a
 
 
-def _index_chain(picked: _Picked, reduction: str, grad_output: ArrayLike, class_dim: int, per_element: F64) -> F64:
-    """grad_output times ``per_element`` at kept positions, then divided by the mean's total weight; 0 at ignored
-    positions. The division comes last, so a total weight below 1 / DBL_MAX does not overflow grad_output first."""
+def _per_unit_total_weight(picked: _Picked, weights: F64, reduction: str) -> tuple[F64, F64]:
+    """(w[y_i] per position, w per class), divided first by the mean's total weight sum_i w[y_i] for 'mean'.
+
+    Dividing the weights before anything multiplies them keeps every later intermediate near the result's own
+    size: neither grad_output over a total weight below 1 / DBL_MAX overflows, nor a subnormal weight times a
+    probability loses its digits before the division would magnify what was lost.
+    """
+    if reduction != "mean":
+        return picked.class_weight, weights
+    total = np.sum(picked.class_weight)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return picked.class_weight / total, weights / total
+
+
+def _at_kept(picked: _Picked, grad_output: ArrayLike, class_dim: int, per_element: F64) -> F64:
+    """grad_output times ``per_element`` at kept positions, exactly 0 at ignored ones."""
     go = _per_position(np.where(picked.kept, np.asarray(grad_output, dtype=np.float64), 0.0), class_dim)
     kept = _per_position(picked.kept, class_dim).astype(bool)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        chained = go * per_element
-        if reduction == "mean":
-            chained = chained / np.sum(picked.class_weight)
-        return np.asarray(np.where(kept, chained, 0.0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(np.where(kept, go * per_element, 0.0))
 
 
 def nll_loss_grad(
@@ -145,8 +155,9 @@ def nll_loss_grad(
     x_in, t_in = v.as_array(input), v.as_array(target)
     weights = _check_index_arguments(x_in, t_in, weight, "nll_loss")
     class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
-    slope = np.where(one_hot, -_per_position(picked.class_weight, class_dim), 0.0) * np.ones(x_in.shape)
-    return _index_chain(picked, reduction, grad_output, class_dim, slope)
+    class_weight, _ = _per_unit_total_weight(picked, weights, reduction)
+    slope = np.where(one_hot, -_per_position(class_weight, class_dim), 0.0) * np.ones(x_in.shape)
+    return _at_kept(picked, grad_output, class_dim, slope)
 
 
 def cross_entropy_grad(
@@ -180,13 +191,15 @@ def cross_entropy_grad(
 
         weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
         class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
+        class_weight, w = _per_unit_total_weight(picked, w, reduction)
+        w_along = w.reshape(_class_shape(x.ndim, n_classes))
         # s_k - [k = y], with s_y - 1 taken as minus the other classes' probabilities (no cancellation).
         others = np.sum(np.where(one_hot, 0.0, s), axis=class_dim, keepdims=True)
         s_minus_one_hot = np.where(one_hot, -others, s)
-        per_element = (1.0 - eps) * _per_position(picked.class_weight, class_dim) * s_minus_one_hot
+        per_element = (1.0 - eps) * _per_position(class_weight, class_dim) * s_minus_one_hot
         if eps > 0.0:
             per_element = per_element + (eps / n_classes) * (s * np.sum(w) - w_along)
-        return _index_chain(picked, reduction, grad_output, class_dim, per_element)
+        return _at_kept(picked, grad_output, class_dim, per_element)
 
 
 def kl_div_grad(
@@ -214,9 +227,10 @@ def kl_div_grad(
 def _sum_to_shape(gradient: F64, shape: tuple[int, ...]) -> F64:
     """A gradient of the broadcast shape, summed back over the dimensions broadcasting added or stretched."""
     extra = gradient.ndim - len(shape)
-    summed = np.sum(gradient, axis=tuple(range(extra))) if extra else gradient
-    stretched = tuple(i for i, size in enumerate(shape) if size == 1 and summed.shape[i] != 1)
-    return np.asarray(np.sum(summed, axis=stretched, keepdims=True) if stretched else summed)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN, in torch as here
+        summed = np.sum(gradient, axis=tuple(range(extra))) if extra else gradient
+        stretched = tuple(i for i, size in enumerate(shape) if size == 1 and summed.shape[i] != 1)
+        return np.asarray(np.sum(summed, axis=stretched, keepdims=True) if stretched else summed)
 
 
 GRADIENTS = {

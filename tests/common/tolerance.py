@@ -135,7 +135,8 @@ class Tracked:
     # -- arithmetic -----------------------------------------------------------------------
     def __add__(self, other: Tracked | float | F64) -> Tracked:
         o = self._lift(other)
-        return self._rounded(self.value + o.value, self.error + o.error)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, in torch as here
+            return self._rounded(self.value + o.value, self.error + o.error)
 
     def __radd__(self, other: float | F64) -> Tracked:
         return self + other
