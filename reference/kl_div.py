@@ -21,9 +21,11 @@ def _xlogx(t: F64) -> F64:
 def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_target: bool = False) -> F64:
     """Pointwise KL divergence of ``target`` (p) from the distribution whose log is ``input`` (log q).
 
-    l = p (log p - log q), with 0 log 0 = 0, so a zero target contributes 0 whatever log q is
-    (except log q = -inf, where 0 * inf is NaN, as in torch); a negative target has no log: NaN.
-    With ``log_target`` the target holds log p: l = e^(log p) (log p - log q).
+    l = p (log p - log q), and a zero target contributes 0 whatever log q is (the limit of
+    p log(p / q) as p -> 0, and the convention of KL); a negative target has no log: NaN. With
+    ``log_target`` the target holds log p: l = e^(log p) (log p - log q), 0 where log p = -inf.
+    (torch gives NaN for those zero terms when a log is -inf: a named divergence in
+    tests/test_kl_div.py.)
 
     input and target broadcast against each other (either may be the smaller). 'sum' adds l;
     'mean' divides that sum by the number of elements of l; 'batchmean' by the size of the input's
@@ -46,9 +48,9 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_tar
     t = np.broadcast_to(t_in.astype(np.float64), shape)
     with np.errstate(invalid="ignore", over="ignore"):
         if log_target:
-            losses = np.exp(t) * (t - log_q)
+            losses = np.where(t == -np.inf, 0.0, np.exp(t) * (t - log_q))
         else:
-            losses = _xlogx(t) - t * log_q
+            losses = np.where(t == 0, 0.0, _xlogx(t) - t * log_q)
     return _reduce(np.asarray(losses), reduction, x_in.shape)
 
 

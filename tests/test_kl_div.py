@@ -1,11 +1,14 @@
 """KLDivLoss and F.kl_div against the reference."""
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import reference
 from tests.common.dtypes import PARITY_DTYPES
-from tests.common.implementations import FORMS
+from tests.common.implementations import FORMS, torch_impl
 from tests.common.properties import loss_matches_reference, variants_of
 
 
@@ -17,3 +20,26 @@ def test_kl_div_matches_reference(data, variant, dtype, form, device, implementa
     """KLDivLoss equals the reference within the tolerance model (each variant's claim: properties.py)."""
     case = data.draw(variant.cases(dtype), label="case")
     loss_matches_reference(case, implementation("kl_div", form), form=form, dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+def test_kl_div_is_nan_where_a_zero_probability_meets_an_infinite_log(form, dtype, device):
+    """Named divergence (every dtype): a term with p = 0 contributes 0 to KL(p || q), but torch computes
+    xlogy(p, p) - p log q, which is 0 * inf = NaN where log q = -inf, and with log_target exp(log p) (log p - log q),
+    which is 0 * inf = NaN wherever log p = -inf; elsewhere it agrees with the reference, which gives 0 there."""
+    impl = torch_impl("kl_div", form)
+
+    def torch_values(x, t, **kwargs):
+        as_tensor = lambda a: torch.as_tensor(a, dtype=dtype.torch, device=device)  # noqa: E731
+        return impl(as_tensor(x), as_tensor(t), reduction="none", **kwargs).to("cpu", torch.float64).numpy()
+
+    log_q, p = np.array([-np.inf, -1.0, -np.inf]), np.array([0.0, 0.0, 0.5])
+    got = torch_values(log_q, p)
+    np.testing.assert_array_equal(reference.kl_div(log_q, p, reduction="none")[:2], [0.0, 0.0])
+    assert np.isnan(got[0]) and got[1] == 0.0 and got[2] == np.inf, f"torch gave {got.tolist()}"
+
+    log_q, log_p = np.array([-1.0, -np.inf, 0.0]), np.array([-np.inf, -np.inf, 0.0])
+    got = torch_values(log_q, log_p, log_target=True)
+    np.testing.assert_array_equal(reference.kl_div(log_q, log_p, reduction="none", log_target=True), [0.0, 0.0, 0.0])
+    assert np.isnan(got[0]) and np.isnan(got[1]) and got[2] == 0.0, f"torch gave {got.tolist()}"
