@@ -99,3 +99,25 @@ def test_bce_with_logits_is_nan_at_infinite_logits_where_the_limit_is_0_or_inf(f
     predicted_nan = (x == -np.inf) | ((x == np.inf) & (y == 1))
     np.testing.assert_array_equal(np.isnan(got), predicted_nan, err_msg=f"torch gave {got.tolist()}")
     np.testing.assert_array_equal(got[~predicted_nan], want[~predicted_nan], err_msg="elsewhere torch has the limit")
+
+
+# Where (1 - y) x and log sigmoid(x) cancel to nothing: -ln(4u) rounded to each dtype, so that softplus(x) < u |x|.
+CANCELLING_LOGIT = {"float64": -37.0, "float32": -17.0, "float16": -7.62109375, "bfloat16": -7.625}
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+def test_bce_with_logits_loses_all_relative_accuracy_for_target_0_and_negative_logits(form, dtype, device):
+    """Named divergence (every dtype; within the tolerance model, which bounds torch's own order of evaluation):
+    BCEWithLogitsLoss computes (1 - y) x - log sigmoid(x), which for y = 0 and x < 0 subtracts two numbers near |x|,
+    so where the loss softplus(x) is below u |x| it returns exactly 0: at x = -7.62 in float16 and bfloat16, -17 in
+    float32 and -37 in float64, where the loss is 4.9e-4, 4.1e-8 and 8.5e-17; F.softplus(x) gives it to the ulp."""
+    x = np.array([CANCELLING_LOGIT[dtype.name]])
+    y = np.zeros(1)
+    want = reference.binary_cross_entropy_with_logits(x, y, reduction="none")
+    xt = torch.as_tensor(x, dtype=dtype.torch, device=device)
+    got = torch_impl("binary_cross_entropy_with_logits", form)(xt, torch.zeros_like(xt), reduction="none")
+    assert got.item() == 0.0, f"torch gave {got.item()!r}; the divergence says 0"
+    assert want[0] > 0 and want[0] == pytest.approx(float(reference.softplus(x)[0]), rel=1e-15)
+    softplus = torch.nn.functional.softplus(xt).item()
+    assert softplus == pytest.approx(want[0], rel=4 * dtype.unit_roundoff), "the loss is representable: softplus has it"
