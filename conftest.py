@@ -27,6 +27,8 @@ _common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthChec
 settings.register_profile("dev", max_examples=15, **_common)
 settings.register_profile("ci", max_examples=CI_EXAMPLES, derandomize=True, database=None, **_common)
 settings.register_profile("thorough", max_examples=20 * CI_EXAMPLES, **_common)
+# ci's depth with a fresh random seed per run (pass --hypothesis-seed): what nox -s soak repeats to measure flakiness.
+settings.register_profile("soak", max_examples=CI_EXAMPLES, database=None, **_common)
 DEFAULT_PROFILE = "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
 settings.load_profile(DEFAULT_PROFILE)
 

@@ -1,5 +1,5 @@
 """Sessions: `verify` (the verification run), `tests` (the whole suite), `mutants` (the kill table of
-the planted bugs), `lint`, `typecheck`.
+the planted bugs), `soak` (the suite under 20 random seeds), `lint`, `typecheck`.
 
 CI installs torch==2.13.0 (a CPU wheel); set LOSS_PARITY_TORCH to verify another release, e.g.
 LOSS_PARITY_TORCH="torch==2.14.1" python3 -m nox -s tests. Arguments after `--` go to pytest.
@@ -70,6 +70,15 @@ def mutants(session: nox.Session) -> None:
     _install_suite(session)
     os.makedirs(EVIDENCE, exist_ok=True)
     session.run("python", "-m", "tests.meta.mutants", "--json", f"{EVIDENCE}/mutants.json", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The suite (meta tests aside) under 20 random seeds at ci depth, not derandomized: every failure with its
+    seed and counterexample, written to evidence/soak.json. `-- --seeds N --first S` chooses the seeds."""
+    _install_suite(session)
+    os.makedirs(EVIDENCE, exist_ok=True)
+    session.run("python", "-m", "tests.meta.soak", "--json", f"{EVIDENCE}/soak.json", "-n", "auto", *session.posargs)
 
 
 @nox.session
