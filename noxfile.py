@@ -1,8 +1,11 @@
-"""Sessions: `verify` (the verification run), `tests` (the whole suite), `mutants` (the kill table of
-the planted bugs), `soak` (the suite under 20 random seeds), `lint`, `typecheck`.
+"""Sessions: `verify` (the verification run), `tests` (the whole suite, once per torch release in the
+matrix), `mutants` (the kill table of the planted bugs), `soak` (the suite under 20 random seeds), `lint`,
+`typecheck`.
 
-CI installs torch==2.13.0 (a CPU wheel); set LOSS_PARITY_TORCH to verify another release, e.g.
-LOSS_PARITY_TORCH="torch==2.14.1" python3 -m nox -s tests. Arguments after `--` go to pytest.
+CI runs `tests(torch='2.13.0')` (a CPU wheel); `nox -s "tests(torch='2.14.1')"` runs the suite on the
+other release that installs offline here, `nox -s tests` on every release in TORCH_VERSIONS (extend it with
+LOSS_PARITY_TORCH_VERSIONS="2.13.0 2.14.1 ..."). The other sessions install LOSS_PARITY_TORCH (default
+torch==2.13.0). Arguments after `--` go to pytest.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ import os
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["tests(torch='2.13.0')"]
 nox.options.error_on_missing_interpreters = True
 
 TORCH = os.environ.get("LOSS_PARITY_TORCH", "torch==2.13.0")
+# The releases the suite is run on (README.md records which were verified, when, and the result).
+TORCH_VERSIONS = os.environ.get("LOSS_PARITY_TORCH_VERSIONS", "2.13.0 2.14.1").split()
 
 
-def _install_suite(session: nox.Session) -> None:
+def _install_suite(session: nox.Session, torch: str = TORCH) -> None:
     # torch first, pinned, so that the unpinned torch in the test extra is already satisfied.
-    session.install(TORCH)
+    session.install(torch)
     session.install("-e", ".[test]")
 
 
@@ -55,9 +60,10 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session
-def tests(session: nox.Session) -> None:
-    """The whole suite, meta tests included (planted bugs, the comparison helper)."""
-    _install_suite(session)
+@nox.parametrize("torch", TORCH_VERSIONS)
+def tests(session: nox.Session, torch: str) -> None:
+    """The whole suite, meta tests included (planted bugs, the comparison helper), on one torch release."""
+    _install_suite(session, f"torch=={torch}")
     chosen = any(arg.startswith("--hypothesis-profile") for arg in session.posargs)
     profile = [] if chosen else ["--hypothesis-profile=ci"]
     session.run("pytest", *profile, *_parallel(session.posargs), *session.posargs)
