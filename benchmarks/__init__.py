@@ -1,0 +1,1 @@
+"""Benchmarks (nox -s bench): speed is measured here, never asserted in tests."""

@@ -1,0 +1,163 @@
+"""Speed, measured: suite wall times, examples verified per second, reference against torch throughput.
+
+    python3 -m benchmarks.run [--thorough] [--json PATH]
+
+Writes a JSON record (machine, torch, each figure) and prints a Markdown table for the README. Nothing here
+asserts a time: a slow run is a finding to read, not a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import reference
+
+
+def _wall(arguments: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments], capture_output=True, text=True
+    )
+    return time.perf_counter() - started, (result.stdout.strip().splitlines() or [""])[-1]
+
+
+def suite_times(thorough: bool) -> list[dict[str, Any]]:
+    rows = []
+    for profile in ["ci", *(["thorough"] if thorough else [])]:
+        for workers in ("0", "auto"):
+            seconds, summary = _wall([f"--hypothesis-profile={profile}", "-n", workers])
+            rows.append({"profile": profile, "workers": workers, "seconds": round(seconds, 1), "summary": summary})
+    return rows
+
+
+def examples_per_second() -> dict[str, dict[str, float]]:
+    """Per loss: examples compared over the seconds its value and gradient parity checks took (serial, ci)."""
+    with tempfile.TemporaryDirectory() as out:
+        _wall(
+            [
+                "tests",
+                "--ignore=tests/meta",
+                "--hypothesis-profile=ci",
+                "-n",
+                "0",
+                f"--evidence={out}",
+                f"--junitxml={out}/junit.xml",
+            ]
+        )
+        report = json.load(open(os.path.join(out, "report.json"), encoding="utf-8"))
+        durations = _junit_durations(os.path.join(out, "junit.xml"))
+    per_loss: dict[str, dict[str, float]] = {}
+    for check in report["checks"]:
+        loss, kind = check.get("loss"), check.get("kind")
+        if loss and kind in ("parity", "gradient"):
+            entry = per_loss.setdefault(loss, {"examples": 0.0, "seconds": 0.0})
+            entry["examples"] += check.get("examples_compared", 0)
+            entry["seconds"] += durations.get(check["id"].split("::", 1)[-1], 0.0)
+    for entry in per_loss.values():
+        entry["per_second"] = round(entry["examples"] / entry["seconds"], 1) if entry["seconds"] else 0.0
+        entry["seconds"] = round(entry["seconds"], 1)
+    return per_loss
+
+
+def _junit_durations(path: str) -> dict[str, float]:
+    import xml.etree.ElementTree as ElementTree
+
+    return {case.get("name", ""): float(case.get("time", 0)) for case in ElementTree.parse(path).iter("testcase")}
+
+
+def _best_of(call: Callable[[], object], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def throughput() -> list[dict[str, Any]]:
+    """float64 reference against float64 torch (CPU) on large inputs; the goal is a ratio of at most 3."""
+    rng = np.random.default_rng(0)
+    logits, classes = rng.normal(size=(4096, 1000)), rng.integers(0, 1000, 4096)
+    p, y = rng.uniform(0, 1, 10**7), rng.uniform(0, 1, 10**7)
+    k_dim, k_target = rng.normal(size=(16, 20, 64, 64)), rng.integers(0, 20, (16, 64, 64))
+    functional = torch.nn.functional
+    cases = [
+        (
+            "cross_entropy 4096 x 1000",
+            lambda: reference.cross_entropy(logits, classes),
+            lambda: functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(classes)),
+        ),
+        (
+            "binary_cross_entropy 10^7",
+            lambda: reference.binary_cross_entropy(p, y),
+            lambda: functional.binary_cross_entropy(torch.from_numpy(p), torch.from_numpy(y)),
+        ),
+        (
+            "binary_cross_entropy_with_logits 10^7",
+            lambda: reference.binary_cross_entropy_with_logits(p, y),
+            lambda: functional.binary_cross_entropy_with_logits(torch.from_numpy(p), torch.from_numpy(y)),
+        ),
+        (
+            "nll_loss K-dim 16 x 20 x 64 x 64",
+            lambda: reference.nll_loss(k_dim, k_target),
+            lambda: functional.nll_loss(torch.from_numpy(k_dim), torch.from_numpy(k_target)),
+        ),
+    ]
+    rows = []
+    for name, ours, theirs in cases:
+        reference_seconds, torch_seconds = _best_of(ours), _best_of(theirs)
+        rows.append(
+            {
+                "case": name,
+                "reference_s": round(reference_seconds, 4),
+                "torch_s": round(torch_seconds, 4),
+                "ratio": round(reference_seconds / torch_seconds, 2),
+            }
+        )
+    return rows
+
+
+def main(arguments: list[str]) -> int:
+    json_path = arguments[arguments.index("--json") + 1] if "--json" in arguments else None
+    record = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "suite": suite_times("--thorough" in arguments),
+        "examples_per_second": examples_per_second(),
+        "throughput": throughput(),
+        "sweeps_seconds": round(_wall(["tests/test_exhaustive.py", "-n", "0"])[0], 1),
+    }
+    print("| suite | workers | seconds | result |\n| --- | --- | ---: | --- |")
+    for row in record["suite"]:
+        print(f"| {row['profile']} | {row['workers']} | {row['seconds']} | {row['summary']} |")
+    print("\n| loss | examples | seconds | examples / s |\n| --- | ---: | ---: | ---: |")
+    for loss, entry in sorted(record["examples_per_second"].items()):
+        print(f"| {loss} | {entry['examples']:.0f} | {entry['seconds']} | {entry['per_second']} |")
+    print("\n| float64, CPU | reference (s) | torch (s) | ratio |\n| --- | ---: | ---: | ---: |")
+    for row in record["throughput"]:
+        print(f"| {row['case']} | {row['reference_s']} | {row['torch_s']} | {row['ratio']} |")
+    print(f"\nExhaustive float16/bfloat16 sweeps (tests/test_exhaustive.py, one process): {record['sweeps_seconds']} s")
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as out:
+            json.dump(record, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
