@@ -1,6 +1,6 @@
 """Sessions: `verify` (the verification run), `tests` (the whole suite, once per torch release in the
-matrix), `mutants` (the kill table of the planted bugs), `soak` (the suite under 20 random seeds), `lint`,
-`typecheck`.
+matrix), `mutants` (the kill table of the planted bugs), `soak` (the suite under 20 random seeds), `bench`
+(speed), `lint`, `typecheck`.
 
 CI runs `tests(torch='2.13.0')` (a CPU wheel); `nox -s "tests(torch='2.14.1')"` runs the suite on the
 other release that installs offline here, `nox -s tests` on every release in TORCH_VERSIONS (extend it with
@@ -85,6 +85,16 @@ def soak(session: nox.Session) -> None:
     _install_suite(session)
     os.makedirs(EVIDENCE, exist_ok=True)
     session.run("python", "-m", "tests.meta.soak", "--json", f"{EVIDENCE}/soak.json", "-n", "auto", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks, never timed assertions: whole-suite wall time at ci depth serial and with -n auto (add
+    `-- --thorough` for the thorough profile too), examples verified per second per loss, reference against torch
+    float64 throughput on large inputs, the exhaustive sweeps' time; written to evidence/bench.json."""
+    _install_suite(session)
+    os.makedirs(EVIDENCE, exist_ok=True)
+    session.run("python", "-m", "benchmarks.run", "--json", f"{EVIDENCE}/bench.json", *session.posargs)
 
 
 @nox.session

@@ -32,31 +32,24 @@ def _wall(arguments: list[str]) -> tuple[float, str]:
     return time.perf_counter() - started, (result.stdout.strip().splitlines() or [""])[-1]
 
 
-def suite_times(thorough: bool) -> list[dict[str, Any]]:
+def suite_times(thorough: bool, evidence: str) -> list[dict[str, Any]]:
+    """Whole-suite wall time per profile, serial and on every core; the serial ci run also writes its evidence
+    report and JUnit XML to ``evidence``, for the examples-per-second figures."""
     rows = []
     for profile in ["ci", *(["thorough"] if thorough else [])]:
         for workers in ("0", "auto"):
-            seconds, summary = _wall([f"--hypothesis-profile={profile}", "-n", workers])
+            serial_ci = (profile, workers) == ("ci", "0")
+            outputs = [f"--evidence={evidence}", f"--junitxml={evidence}/junit.xml"] if serial_ci else []
+            seconds, summary = _wall([f"--hypothesis-profile={profile}", "-n", workers, *outputs])
             rows.append({"profile": profile, "workers": workers, "seconds": round(seconds, 1), "summary": summary})
     return rows
 
 
-def examples_per_second() -> dict[str, dict[str, float]]:
-    """Per loss: examples compared over the seconds its value and gradient parity checks took (serial, ci)."""
-    with tempfile.TemporaryDirectory() as out:
-        _wall(
-            [
-                "tests",
-                "--ignore=tests/meta",
-                "--hypothesis-profile=ci",
-                "-n",
-                "0",
-                f"--evidence={out}",
-                f"--junitxml={out}/junit.xml",
-            ]
-        )
-        report = json.load(open(os.path.join(out, "report.json"), encoding="utf-8"))
-        durations = _junit_durations(os.path.join(out, "junit.xml"))
+def examples_per_second(evidence: str) -> dict[str, dict[str, float]]:
+    """Per loss: examples compared over the seconds its value and gradient parity checks took (the serial ci run)."""
+    with open(os.path.join(evidence, "report.json"), encoding="utf-8") as source:
+        report = json.load(source)
+    durations = _junit_durations(os.path.join(evidence, "junit.xml"))
     per_loss: dict[str, dict[str, float]] = {}
     for check in report["checks"]:
         loss, kind = check.get("loss"), check.get("kind")
@@ -130,6 +123,7 @@ def throughput() -> list[dict[str, Any]]:
 
 def main(arguments: list[str]) -> int:
     json_path = arguments[arguments.index("--json") + 1] if "--json" in arguments else None
+    evidence = tempfile.mkdtemp(prefix="bench-evidence-")
     record = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -138,8 +132,8 @@ def main(arguments: list[str]) -> int:
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
         },
-        "suite": suite_times("--thorough" in arguments),
-        "examples_per_second": examples_per_second(),
+        "suite": suite_times("--thorough" in arguments, evidence),
+        "examples_per_second": examples_per_second(evidence),
         "throughput": throughput(),
         "sweeps_seconds": round(_wall(["tests/test_exhaustive.py", "-n", "0"])[0], 1),
     }
