@@ -39,39 +39,47 @@ def log_sigmoid(x: ArrayLike) -> F64:
     return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
 
 
-def _shift_by_max(x: F64, dim: int) -> tuple[F64, F64, NDArray[np.bool_]]:
+def _shift_by_max(x: F64, dim: int) -> tuple[F64, F64, F64, NDArray[np.intp]]:
     """x - max(x) along ``dim`` (log-sum-exp trick: every exponent becomes <= 0), exactly.
 
-    Returns (hi, lo, first_max): hi = fl(x - m) and lo its rounding error (TwoSum), so that
-    hi + lo = x - m exactly, and a mask of the first maximum along ``dim``. Carrying lo matters in
-    the softmax tails: exp magnifies an absolute error of u |x - m| in its argument into a relative
-    error of the same size.
+    Returns (m, hi, lo, first): the maximum, hi = fl(x - m) and lo its rounding error (TwoSum), so
+    that hi + lo = x - m exactly, and the index of the first maximum along ``dim``. Carrying lo
+    matters in the softmax tails: exp magnifies an absolute error of u |x - m| in its argument into
+    a relative error of the same size. (Written with in-place operations: the reference must stay
+    within a few times torch's speed on large inputs.)
     """
     with np.errstate(invalid="ignore", over="ignore"):  # -largest - largest is -inf: its exp is 0, as it should be
         m = np.max(x, axis=dim, keepdims=True)
         hi = x - m
         rebuilt = hi + m
-        lo = (x - rebuilt) + (-m - (hi - rebuilt))
-    lo = np.where(np.isfinite(hi) & np.isfinite(lo), lo, 0.0)
+        lo = np.subtract(hi, rebuilt)  # TwoSum: lo = (x - rebuilt) + (-m - (hi - rebuilt))
+        np.subtract(-m, lo, out=lo)
+        np.subtract(x, rebuilt, out=rebuilt)
+        np.add(rebuilt, lo, out=lo)
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(lo))):
+        lo[~np.isfinite(lo)] = 0.0  # an infinite entry or row: no rounding error to carry
     first = np.expand_dims(np.argmax(x, axis=dim), dim)
-    positions = np.arange(x.shape[dim]).reshape([-1 if axis == dim % x.ndim else 1 for axis in range(x.ndim)])
-    return _f64(hi), _f64(lo), positions == first
+    return m, _f64(hi), _f64(lo), first
 
 
 def _exponentials(x: F64, dim: int) -> tuple[F64, F64, F64]:
-    """(x - m as hi + lo, e^(x - m), and the sum of e^(x - m) over every class but the first maximum).
+    """(x - m, e^(x - m), and the sum of e^(x - m) over every class but the first maximum).
 
     The maximum's own term is exactly 1, so the normaliser is 1 + others, and its log is log1p(others):
-    accurate to a few ulps even where others is tiny (a target class with probability near 1).
+    accurate to a few ulps even where others is tiny (a target class with probability near 1). x - m is
+    returned as hi, which is hi + lo rounded (|lo| is at most half an ulp of hi).
     """
-    hi, lo, first = _shift_by_max(x, dim)
+    m, hi, lo, first = _shift_by_max(x, dim)
     with np.errstate(invalid="ignore", over="ignore"):
-        exps = np.exp(hi) * (1.0 + lo)  # e^(hi + lo) to within u^2: |lo| <= u |hi| and e^lo = 1 + lo + O(lo^2)
-        others = np.sum(np.where(first, 0.0, exps), axis=dim, keepdims=True)
+        exps = np.exp(hi)
+        np.add(lo, 1.0, out=lo)
+        np.multiply(exps, lo, out=exps)  # e^(hi + lo) to within u^2: |lo| <= u |hi| and e^lo = 1 + lo + O(lo^2)
+        np.put_along_axis(exps, first, 0.0, axis=dim)
+        others = np.sum(exps, axis=dim, keepdims=True)
+        np.put_along_axis(exps, first, 1.0, axis=dim)  # the maximum's own term, exactly
     # A row whose maximum is +inf, NaN, or -inf (every entry -inf) has no finite normaliser: all NaN, as in torch.
-    undefined = ~np.isfinite(np.max(x, axis=dim, keepdims=True))
-    others = np.where(undefined, np.nan, others)
-    return hi + lo, _f64(exps), _f64(others)
+    others = np.where(np.isfinite(m), others, np.nan)
+    return hi, _f64(exps), _f64(others)
 
 
 def log_softmax(x: ArrayLike, dim: int) -> F64:
