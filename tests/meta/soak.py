@@ -32,7 +32,7 @@ def run(seed: int, extra: list[str]) -> dict[str, object]:
     ]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
-    failures = re.findall(r"^FAILED (\S+)", result.stdout, re.MULTILINE)
+    failures = re.findall(r"^FAILED (.+?)(?: - |$)", result.stdout, re.MULTILINE)  # ids may hold spaces
     counterexamples = re.findall(r"^E\s+Falsifying example:.*?(?=^\S)", result.stdout, re.MULTILINE | re.DOTALL)
     return {
         "seed": seed,
