@@ -309,6 +309,19 @@ def _nll(logp: Tracked, target: F64, weight: F64 | None, ignore_index: int, redu
     return _reduce(losses, reduction, class_weight)
 
 
+def _cross_entropy_parts(
+    dtype: Dtype, input: F64, weight: F64 | None, label_smoothing: float
+) -> tuple[Tracked, int, int, Tracked, float, F64]:
+    """What the cross-entropy forward and backward replays share: the input, its class layout, its log-softmax,
+    the effective smoothing (a negative or NaN value is none) and the class weights as a flat vector."""
+    x = Tracked.exact(input, dtype)
+    class_dim = _class_dim(x.value.ndim)
+    n_classes = x.value.shape[class_dim]
+    eps = float(label_smoothing) if label_smoothing > 0 else 0.0
+    class_weights = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64).reshape(n_classes)
+    return x, class_dim, n_classes, log_softmax(x, class_dim), eps, class_weights
+
+
 def cross_entropy(
     dtype: Dtype,
     input: F64,
@@ -318,12 +331,7 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
 ) -> Tracked:
-    x = Tracked.exact(input, dtype)
-    class_dim = _class_dim(x.value.ndim)
-    n_classes = x.value.shape[class_dim]
-    logp = log_softmax(x, class_dim)
-    eps = float(label_smoothing) if label_smoothing > 0 else 0.0
-    class_weights = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    x, class_dim, n_classes, logp, eps, class_weights = _cross_entropy_parts(dtype, input, weight, label_smoothing)
     w_along_classes = Tracked.exact(class_weights.reshape(_class_shape(x.value.ndim, n_classes)), dtype)
     if np.shape(target) == np.shape(input):
         t = Tracked.exact(target, dtype)
@@ -564,12 +572,7 @@ def cross_entropy_grad(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
 ) -> Tracked:
-    x = Tracked.exact(input, dtype)
-    class_dim = _class_dim(x.value.ndim)
-    n_classes = x.value.shape[class_dim]
-    logp = log_softmax(x, class_dim)
-    eps = float(label_smoothing) if label_smoothing > 0 else 0.0
-    class_weights = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64).reshape(n_classes)
+    x, class_dim, n_classes, logp, eps, class_weights = _cross_entropy_parts(dtype, input, weight, label_smoothing)
     w_along = Tracked.exact(class_weights.reshape(_class_shape(x.value.ndim, n_classes)), dtype)
     go = _expand(Tracked.exact(grad_output, dtype), class_dim)
     if np.shape(target) == np.shape(input):
