@@ -9,6 +9,7 @@ the checks torch makes) and return float64 arrays.
 from .activations import log_sigmoid, log_softmax, sigmoid, softmax, softplus
 from .binary import LOG_CLAMP, binary_cross_entropy, binary_cross_entropy_with_logits
 from .categorical import cross_entropy, nll_loss
+from .focal import sigmoid_focal_loss
 from .kl_div import kl_div
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "log_softmax",
     "nll_loss",
     "sigmoid",
+    "sigmoid_focal_loss",
     "softmax",
     "softplus",
 ]

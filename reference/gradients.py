@@ -16,6 +16,10 @@ worked out by hand:
 * NLL, l_i = -w[y_i] x[i, y_i]: dl_i/dx[i, c] = -w[y_i] if c = y_i, else 0; 0 for ignored i.
 * KL divergence, l = p (log p - log q) with input log q: dl/d(log q) = -p (or -e^(log p) with
   log_target), summed over any dimensions the input was broadcast along.
+* Sigmoid focal loss, l = a_t m ce with m = q^gamma, q = 1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x),
+  ce = BCE(x, y): dq/dx = (1 - 2y) s c (s = sigmoid(x), c = sigmoid(-x)), so
+      dl/dx = a_t m [((1 - y) s - y c) + gamma (1 - 2y) (s c / q) ce],
+  which keeps q^(gamma - 1) (infinite at q = 0 for gamma < 1) out of the computation.
 * Cross-entropy, through d log_softmax(x)_j / dx_k = [j = k] - softmax(x)_k:
   index targets, l_i = (1 - eps) w_y (-logp_y) + (eps / C) sum_j w_j (-logp_j):
       dl_i/dx_k = (1 - eps) w_y (s_k - [k = y]) + (eps / C) (s_k sum_j w_j - w_k);
@@ -48,6 +52,7 @@ from .categorical import (
     cross_entropy,
     nll_loss,
 )
+from .focal import alpha_weight, binary_cross_entropy_terms, miss_probability, sigmoid_focal_loss
 from .kl_div import kl_div
 
 F64 = NDArray[np.float64]
@@ -233,10 +238,33 @@ def _sum_to_shape(gradient: F64, shape: tuple[int, ...]) -> F64:
         return np.asarray(np.sum(summed, axis=stretched, keepdims=True) if stretched else summed)
 
 
+def sigmoid_focal_loss_grad(
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+    grad_output: ArrayLike = 1.0,
+) -> F64:
+    """d/dx of the sigmoid focal loss, for targets in [0, 1] (see the module docstring)."""
+    sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+    x, y = v.as_array(inputs).astype(np.float64), v.as_array(targets).astype(np.float64)
+    s, c = sigmoid(x), sigmoid(-x)
+    q = miss_probability(x, y)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        bce_slope = (1.0 - y) * s - y * c
+        # s c / q: where q underflows to 0 (only at |x| beyond 745), q^gamma is 0 too and the product's limit is 0.
+        ratio = np.where(q > 0, s * c / q, 0.0)
+        focal_slope = 0.0 if gamma == 0 else gamma * (1.0 - 2.0 * y) * ratio * binary_cross_entropy_terms(x, y)
+        per_element = alpha_weight(y, alpha) * (np.power(q, gamma) * (bce_slope + focal_slope))
+    return _scale(np.asarray(per_element, dtype=np.float64), reduction, grad_output, float(y.size))
+
+
 GRADIENTS = {
     "binary_cross_entropy": binary_cross_entropy_grad,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_grad,
     "nll_loss": nll_loss_grad,
     "cross_entropy": cross_entropy_grad,
     "kl_div": kl_div_grad,
+    "sigmoid_focal_loss": sigmoid_focal_loss_grad,
 }

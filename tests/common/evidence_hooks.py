@@ -31,6 +31,12 @@ def _kind(item: pytest.Item, claim: str) -> str:
         return "divergence"
     if "test_identities" in path or "test_information_theory" in path:
         return "identity"
+    if "test_focal_loss" in path:  # torchvision against the reference, or the reference against torch's BCE
+        name = item.name
+        for marker, kind in (("rejection", "rejection"), ("planted_bug", "meta"), ("gradient", "gradient")):
+            if marker in name:
+                return kind
+        return "parity" if "torchvision" in name else "identity"
     if "test_gradients" in path:
         return "gradient"
     if "test_exhaustive" in path:

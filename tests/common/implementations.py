@@ -100,3 +100,29 @@ def implementation_under_test(impls: dict[str, ImplUnderTest], loss: str, form: 
 def label(impl: LossImpl) -> str:
     """What failures call the implementation: "torch", or the --impl target."""
     return str(getattr(impl, "label", "torch"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Focal loss: not in torch; torchvision's is checked when torchvision is installed (the 'focal' extra).
+# ---------------------------------------------------------------------------------------------
+
+TORCHVISION_FOCAL = "torchvision.ops:sigmoid_focal_loss"
+
+
+def torchvision_focal_loss() -> tuple[LossImpl | None, str]:
+    """torchvision.ops.sigmoid_focal_loss, labelled for failure messages and reproducers; or None and the reason
+    it cannot be used (not installed, or installed but failing to load beside this torch)."""
+    try:
+        from torchvision.ops import sigmoid_focal_loss
+    except Exception as error:  # PyPI's torchvision beside a CPU-only torch wheel raises RuntimeError on import
+        return None, (
+            f"torchvision is not usable here ({type(error).__name__}: {error}); "
+            "install a torchvision built for this torch (pip install -e '.[focal]') to run these checks"
+        )
+
+    def call(input: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        result: torch.Tensor = sigmoid_focal_loss(input, target, **kwargs)
+        return result
+
+    call.label = TORCHVISION_FOCAL  # type: ignore[attr-defined]
+    return call, ""

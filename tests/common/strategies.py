@@ -380,6 +380,44 @@ def kl_div_cases(draw: st.DrawFn, dtype: Dtype, log_targets: bool = False) -> Ca
     return Case("kl_div", log_q, target, kwargs)
 
 
+# ---------------------------------------------------------------------------------------------
+# Sigmoid focal loss (torchvision.ops.sigmoid_focal_loss): binary losses' inputs plus alpha and gamma.
+# ---------------------------------------------------------------------------------------------
+
+# 0 (BCE itself), 2 (the paper's choice), 1, 5, and 0.5: a fractional gamma below 1, where the
+# modulating factor's derivative is unbounded at a saturated correct prediction.
+FOCAL_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+# torchvision's "no weighting" (-1), its default 0.25, and both ends of [0, 1].
+FOCAL_ALPHAS = (-1.0, 0.0, 0.25, 0.5, 1.0)
+
+
+def focal_gammas(dtype: Dtype) -> st.SearchStrategy[float]:
+    """Exponents exact in the dtype: torch may round a Python exponent to the tensor's dtype before pow."""
+    return st.one_of(st.sampled_from(FOCAL_GAMMAS), floats(dtype, 0, 5)).map(lambda g: float(dtype.snap(np.float64(g))))
+
+
+@st.composite
+def sigmoid_focal_loss_cases(
+    draw: st.DrawFn, dtype: Dtype, alpha: float | None = None, gamma: float | None = None
+) -> Case:
+    """Logits as for BCEWithLogits; targets in [0, 1], often exactly 0 or 1 (the labels torchvision documents);
+    alpha and gamma drawn or, when given, fixed (and always passed)."""
+    shape = draw(binary_shapes(), label="shape")
+    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
+    labels = st.one_of(st.sampled_from([0.0, 1.0]), probability_elements(dtype))
+    target = draw(float_arrays(dtype, shape, labels), label="target")
+    kwargs = draw(reduction_kwargs(), label="kwargs")
+    if alpha is not None:
+        kwargs["alpha"] = alpha
+    elif draw(st.booleans(), label="with alpha"):
+        kwargs["alpha"] = draw(st.one_of(st.sampled_from(FOCAL_ALPHAS), st.floats(0, 1)), label="alpha")
+    if gamma is not None:
+        kwargs["gamma"] = gamma
+    elif draw(st.booleans(), label="with gamma"):
+        kwargs["gamma"] = draw(focal_gammas(dtype), label="gamma")
+    return Case("sigmoid_focal_loss", logits, target, kwargs)
+
+
 CASES = {
     "binary_cross_entropy": binary_cross_entropy_cases,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_cases,

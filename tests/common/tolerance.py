@@ -34,6 +34,9 @@ The constants, each in a sentence:
 * ``TRANSCENDENTAL_ERROR = 4``: exp, log and log1p are accurate to 1 ulp (at most 2u) in libm and
   in torch's vectorised kernels; 4u leaves room for 2-ulp implementations on other backends.
 * ``SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2``: sigmoid is one exp, one addition and one division.
+* ``x ** gamma`` (the focal loss's modulating factor) is bounded exactly over the interval of its base, where
+  it is monotone, plus its own rounding of TRANSCENDENTAL_ERROR units (std::pow is a 1-ulp libm function), or
+  one unit for gamma = 2, which torch computes as a single product.
 * Sigmoid's absolute floor is the dtype's smallest normal number, not eta: torch evaluates
   1 / (1 + e^-x), and once e^-x overflows the result is 0 where sigmoid(x) is a subnormal.
 * ``BCE_GRAD_EPSILON = 1e-12``: the floor torch's BCE backward puts under p (1 - p).
@@ -184,6 +187,13 @@ class Tracked:
             value = np.exp(self.value)
         return self._rounded(value, _times(value, np.expm1(self.error)), TRANSCENDENTAL_ERROR)
 
+    def expm1(self) -> Tracked:
+        """e^x - 1 as one function (accurate near 0, where exp(x) - 1 cancels); e^(x + d) - e^x = e^x (e^d - 1)."""
+        with np.errstate(over="ignore"):
+            value = np.expm1(self.value)
+            propagated = _times(np.exp(self.value), np.expm1(self.error))
+        return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
+
     def log(self) -> Tracked:
         with np.errstate(divide="ignore", invalid="ignore"):
             value = np.log(self.value)
@@ -205,6 +215,31 @@ class Tracked:
         value = reference.sigmoid(self.value)
         rounded = self._rounded(value, 0.25 * self.error, SIGMOID_ERROR)
         return self._like(value, rounded.error + self.smallest_normal)
+
+    def power(self, exponent: float, base_nonnegative: bool = False) -> Tracked:
+        """x ** exponent for an exponent exact in the dtype. x^0 is exactly 1 (NaN and 0 included), as in torch.
+        Otherwise the propagated error is the largest change of b^exponent over the interval [x - e, x + e], where
+        it is monotone; an interval reaching below 0 is unbounded for a fractional exponent (a negative base gives
+        NaN) and, for a negative one, an interval containing 0 is unbounded (0 to a negative power is inf).
+        ``base_nonnegative``: torch's base is known to be >= 0, so the interval starts at 0 at the lowest."""
+        if exponent == 0:
+            return self._like(np.ones_like(self.value), np.zeros_like(self.value))
+        low, high = self.value - self.error, self.value + self.error
+        if base_nonnegative:
+            low = np.maximum(low, 0.0)
+        integral = float(exponent).is_integer()
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            value = np.power(self.value, exponent)
+            candidates = [np.power(low, exponent), np.power(high, exponent)]
+            if integral and exponent > 0:  # an even power is smallest at 0, inside the interval
+                candidates.append(np.where((low < 0) & (high > 0), 0.0, value))
+            propagated = np.max([np.abs(candidate - value) for candidate in candidates], axis=0)
+            unbounded = (low < 0) if not integral else np.zeros(np.shape(value), dtype=bool)
+            if exponent < 0:
+                unbounded = unbounded | ((low <= 0) & (high >= 0))
+            propagated = np.where(self.error == 0, 0.0, np.where(unbounded | np.isnan(propagated), np.inf, propagated))
+        # std::pow is accurate to 1 ulp in libm, as exp and log are; an exponent of 2 is a single product.
+        return self._rounded(value, propagated, 1.0 if exponent == 2 else TRANSCENDENTAL_ERROR)
 
     def abs(self) -> Tracked:
         return self._like(np.abs(self.value), self.error)  # exact
@@ -401,12 +436,52 @@ def kl_div(dtype: Dtype, input: F64, target: F64, reduction: str = "mean", log_t
     return total / float(np.shape(input)[0]) if np.ndim(input) else total
 
 
+@dataclass(frozen=True)
+class _FocalParts:
+    """torchvision's intermediate tensors, tracked: its backward reuses them."""
+
+    x: Tracked
+    y: Tracked
+    p: Tracked
+    ce: Tracked
+    miss: Tracked  # 1 - p_t
+    modulating: Tracked  # (1 - p_t) ** gamma
+    alpha_t: Tracked | None
+    loss: Tracked  # per element, before the reduction
+
+
+def _focal_parts(dtype: Dtype, input: F64, target: F64, alpha: float, gamma: float) -> _FocalParts:
+    """torchvision.ops.sigmoid_focal_loss's order: p = sigmoid(x); ce = BCEWithLogits(x, y, 'none');
+    p_t = p y + (1 - p)(1 - y); loss = ce (1 - p_t)^gamma; then alpha_t = alpha y + (1 - alpha)(1 - y) times it."""
+    x, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
+    p = x.sigmoid()
+    ce = binary_cross_entropy_with_logits(dtype, input, target, reduction="none")
+    miss = 1.0 - (p * y + (1.0 - p) * (1.0 - y))
+    # For targets in [0, 1] and p in [0, 1], p y + (1 - p)(1 - y) cannot round above 1 (rounding is monotone and
+    # y + fl(1 - y) exceeds 1 by at most half an ulp, which rounds back to 1): torch's 1 - p_t is never negative.
+    in_unit_interval = bool(np.all((target >= 0) & (target <= 1)))
+    modulating = miss.power(gamma, base_nonnegative=in_unit_interval)
+    loss = ce * modulating
+    alpha_t = None
+    if alpha >= 0:  # Python floats, rounded to the dtype when they meet the tensors
+        alpha_t = y * x.constant(alpha) + (1.0 - y) * x.constant(1.0 - alpha)
+        loss = alpha_t * loss
+    return _FocalParts(x, y, p, ce, miss, modulating, alpha_t, loss)
+
+
+def sigmoid_focal_loss(
+    dtype: Dtype, input: F64, target: F64, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"
+) -> Tracked:
+    return _reduce(_focal_parts(dtype, input, target, alpha, gamma).loss, reduction, None)
+
+
 MODELS: dict[str, Callable[..., Tracked]] = {
     "binary_cross_entropy": binary_cross_entropy,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
     "nll_loss": nll_loss,
     "cross_entropy": cross_entropy,
     "kl_div": kl_div,
+    "sigmoid_focal_loss": sigmoid_focal_loss,
 }
 
 
@@ -441,6 +516,13 @@ def sigmoid_then_bce_sensitivity(dtype: Dtype, x: F64, target: F64, weight: F64 
         per_element = np.abs(y) * positive + np.where(y == 1, 0.0, np.abs(1 - y) * negative)
     w = 1.0 if weight is None else np.abs(np.asarray(weight, dtype=np.float64))
     return np.asarray(w * per_element)
+
+
+def focal_from_bce(dtype: Dtype, input: F64, target: F64, gamma: float) -> Tracked:
+    """The focal loss rebuilt from torch's BCEWithLogits b for labels 0 and 1, where p_t = e^-b:
+    b * (-expm1(-b)) ** gamma, in that order."""
+    b = binary_cross_entropy_with_logits(dtype, input, target, reduction="none")
+    return b * (-((-b).expm1())).power(gamma)
 
 
 def softmax_log_nll(
@@ -624,12 +706,40 @@ def _sum_to_shape(gradient: Tracked, shape: tuple[int, ...]) -> Tracked:
     return gradient
 
 
+def sigmoid_focal_loss_grad(
+    dtype: Dtype,
+    input: F64,
+    target: F64,
+    grad_output: F64,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> Tracked:
+    """Autograd back through torchvision's graph: g (/ numel) [* alpha_t]; then to ce, g m, and to the modulating
+    factor, g ce, through pow's backward g (gamma q^(gamma - 1)) (exactly 0 for gamma = 0), through 1 - p_t and
+    p_t = p y + (1 - p)(1 - y) to g_p = g_pt y - g_pt (1 - y), through sigmoid's backward g_p (1 - p) p; the
+    BCEWithLogits branch adds (sigmoid(x) - y) g_ce."""
+    parts = _focal_parts(dtype, input, target, alpha, gamma)
+    x, y, p = parts.x, parts.y, parts.p
+    g = _upstream(dtype, grad_output, reduction, float(np.size(target))).broadcast_to(np.shape(target))
+    if parts.alpha_t is not None:
+        g = g * parts.alpha_t
+    through_ce = (x.sigmoid() - y) * (g * parts.modulating)
+    if gamma == 0:
+        return through_ce
+    in_unit_interval = bool(np.all((target >= 0) & (target <= 1)))
+    g_pt = -((g * parts.ce) * (parts.miss.power(gamma - 1.0, base_nonnegative=in_unit_interval) * gamma))
+    g_p = g_pt * y - g_pt * (1.0 - y)
+    return (g_p * (1.0 - p)) * p + through_ce
+
+
 GRADIENT_MODELS: dict[str, Callable[..., Tracked]] = {
     "binary_cross_entropy": binary_cross_entropy_grad,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_grad,
     "nll_loss": nll_loss_grad,
     "cross_entropy": cross_entropy_grad,
     "kl_div": kl_div_grad,
+    "sigmoid_focal_loss": sigmoid_focal_loss_grad,
 }
 
 
