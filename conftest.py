@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 
 import pytest
 import torch
@@ -47,6 +48,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="cpu",
         help="torch device to verify on: any torch device string (cpu, cuda, cuda:1, mps, ...). Default: cpu.",
     )
+    parser.addoption(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="run only shard I of N (1 <= I <= N): every test id is dealt to one shard by a stable hash, so N "
+        "machines given 1/N ... N/N together run the whole suite once; each evidence report names its shard",
+    )
+
+
+def shard_of(spec: str | None) -> tuple[int, int] | None:
+    """(I, N) from "I/N", or None when the option is absent."""
+    if not spec:
+        return None
+    index, _, count = spec.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise pytest.UsageError(f"--shard {spec!r}: expected I/N with whole numbers, for example 2/4") from None
+    if not 1 <= i <= n:
+        raise pytest.UsageError(f"--shard {spec!r}: I must lie between 1 and N")
+    return i, n
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shard = shard_of(config.getoption("shard"))
+    if shard is None:
+        return
+    index, count = shard
+    # crc32 of the test id: the same on every machine and every run (Python's hash() is salted per process).
+    mine = [item for item in items if zlib.crc32(item.nodeid.encode()) % count == index - 1]
+    others = [item for item in items if zlib.crc32(item.nodeid.encode()) % count != index - 1]
+    items[:] = mine
+    config.hook.pytest_deselected(items=others)
 
 
 def _usable_device(name: str) -> str:

@@ -83,6 +83,9 @@ class EvidencePlugin:
             verdict = f"FAILED: {len(failed)} of {len(entries)} checks failed"
         else:
             verdict = f"VERIFIED: all {len(entries)} checks passed"
+        shard = self.config.getoption("shard", None)
+        if shard:
+            verdict += f" (shard {shard} of the suite: cite it with the other shards' reports)"
         device = str(self.config.getoption("device", "cpu"))
         profile = self.config.getoption("hypothesis_profile", None) or _loaded_profile()
         return {
@@ -98,6 +101,7 @@ class EvidencePlugin:
                 "pytest_args": _verification_args(self.config),
                 "reproduce": _reproduce_command(self.config),
                 "exit_status": exitstatus,
+                "shard": self.config.getoption("shard", None),
             },
             "summary": _summary(entries),
             "checks": entries,

@@ -82,3 +82,32 @@ def test_the_worked_example_passes_value_and_gradient_parity():
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "passed" in result.stdout and "failed" not in result.stdout
+
+
+def _collected(*args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == pytest.ExitCode.OK, result.stdout + result.stderr
+    return {line for line in result.stdout.splitlines() if "::" in line}
+
+
+def test_shards_deal_every_test_to_exactly_one_machine():
+    """`--shard 1/3`, `2/3` and `3/3` collect disjoint sets of tests whose union is the whole suite; a malformed
+    shard is a usage error."""
+    whole = _collected("tests")
+    shards = [_collected("tests", "--shard", f"{i}/3") for i in (1, 2, 3)]
+    assert set().union(*shards) == whole
+    assert sum(len(shard) for shard in shards) == len(whole)
+    assert all(shards), "a shard is empty: the hash does not spread the tests"
+    for bad in ("0/3", "4/3", "two/3"):
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "--shard", bad, "tests/test_nll_loss.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == pytest.ExitCode.USAGE_ERROR, f"--shard {bad}: {result.stdout}{result.stderr}"
