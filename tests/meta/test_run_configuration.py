@@ -84,30 +84,48 @@ def test_the_worked_example_passes_value_and_gradient_parity():
     assert "passed" in result.stdout and "failed" not in result.stdout
 
 
-def _collected(*args: str) -> set[str]:
+class _Item:
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
+
+
+class _Config:
+    """What pytest_collection_modifyitems reads of pytest's config: the --shard option, and the deselection hook."""
+
+    def __init__(self, shard: str) -> None:
+        self.shard, self.deselected = shard, []
+        self.hook = self
+
+    def getoption(self, name: str) -> str:
+        assert name == "shard"
+        return self.shard
+
+    def pytest_deselected(self, items: list) -> None:
+        self.deselected.extend(items)
+
+
+def test_shards_deal_every_test_to_exactly_one_machine():
+    """`--shard 1/3`, `2/3` and `3/3` keep disjoint sets of test ids whose union is the whole suite, each about a
+    third; what a shard drops is reported as deselected; a malformed shard is a usage error."""
+    from conftest import pytest_collection_modifyitems, shard_of
+
+    ids = [f"tests/test_x.py::test_{i}[case {i % 7}]" for i in range(600)]
+    kept = []
+    for index in (1, 2, 3):
+        items = [_Item(nodeid) for nodeid in ids]
+        config = _Config(f"{index}/3")
+        pytest_collection_modifyitems(config, items)  # type: ignore[arg-type]
+        assert len(items) + len(config.deselected) == len(ids)
+        kept.append({item.nodeid for item in items})
+    assert set().union(*kept) == set(ids) and sum(map(len, kept)) == len(ids)
+    assert all(150 <= len(shard) <= 250 for shard in kept), [len(shard) for shard in kept]
+    for bad in ("0/3", "4/3", "two/3", "3"):
+        with pytest.raises(pytest.UsageError):
+            shard_of(bad)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--shard", "4/3", "tests/test_nll_loss.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    assert result.returncode == pytest.ExitCode.OK, result.stdout + result.stderr
-    return {line for line in result.stdout.splitlines() if "::" in line}
-
-
-def test_shards_deal_every_test_to_exactly_one_machine():
-    """`--shard 1/3`, `2/3` and `3/3` collect disjoint sets of tests whose union is the whole suite; a malformed
-    shard is a usage error."""
-    whole = _collected("tests")
-    shards = [_collected("tests", "--shard", f"{i}/3") for i in (1, 2, 3)]
-    assert set().union(*shards) == whole
-    assert sum(len(shard) for shard in shards) == len(whole)
-    assert all(shards), "a shard is empty: the hash does not spread the tests"
-    for bad in ("0/3", "4/3", "two/3"):
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "--collect-only", "-q", "--shard", bad, "tests/test_nll_loss.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == pytest.ExitCode.USAGE_ERROR, f"--shard {bad}: {result.stdout}{result.stderr}"
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
