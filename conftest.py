@@ -110,7 +110,17 @@ def _implementations(specs: list[str]) -> dict[str, ImplUnderTest]:
 IMPLEMENTATIONS = pytest.StashKey[dict[str, ImplUnderTest]]()
 
 
+def _share_the_cores_between_xdist_workers() -> None:
+    """Each xdist worker takes its share of the cores for torch's intra-op threads: left at torch's default (every
+    core) in every worker, N workers run N x cores threads that spin against each other. Any thread count is safe:
+    the tolerance model bounds sums in any order."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _share_the_cores_between_xdist_workers()
     config.option.device = _usable_device(config.getoption("device"))
     config.stash[IMPLEMENTATIONS] = _implementations(config.getoption("impl"))
 
