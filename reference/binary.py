@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
 from ._reduction import reduce
-from .activations import softplus
+from .activations import in_leading_blocks
 
 F64 = NDArray[np.float64]
 
@@ -43,11 +41,13 @@ def binary_cross_entropy(
     v.check_in_unit_interval("input", p)
     v.check_in_unit_interval("target", y)
 
-    with np.errstate(divide="ignore"):
-        log_p = np.maximum(np.log(p), LOG_CLAMP)
-        log_1mp = np.maximum(np.log1p(-p), LOG_CLAMP)
-    losses = -w * (y * log_p + (1.0 - y) * log_1mp)
-    return reduce(np.broadcast_to(losses, y.shape), reduction)
+    def kernel(p: F64, y: F64, w: F64, out: F64) -> None:
+        with np.errstate(divide="ignore"):
+            log_p = np.maximum(np.log(p), LOG_CLAMP)
+            log_1mp = np.maximum(np.log1p(-p), LOG_CLAMP)
+        out[...] = -w * (y * log_p + (1.0 - y) * log_1mp)
+
+    return reduce(in_leading_blocks(kernel, y.shape, p, y, w), reduction)
 
 
 def _times_unless_zero(coefficient: F64, value: F64) -> F64:
@@ -84,9 +84,15 @@ def binary_cross_entropy_with_logits(
     v.check_broadcasts_without_enlarging("weight", w.shape, y_in.shape)
     x, y = x_in.astype(np.float64), y_in.astype(np.float64)
 
-    # The target multiplies last: a tiny y then rounds once, instead of rounding to a subnormal
-    # that a large softplus would magnify.
-    positive_term = _times_unless_zero(y, _times_unless_zero(pw, softplus(-x)))
-    negative_term = _times_unless_zero(1.0 - y, softplus(x))
-    losses: Any = _times_unless_zero(w, positive_term + negative_term)
-    return reduce(np.broadcast_to(losses, y.shape), reduction)
+    def kernel(x: F64, y: F64, w: F64, pw: F64, out: F64) -> None:
+        # softplus(x) and softplus(-x) share log1p(e^-|x|) (see activations.softplus).
+        shared = np.log1p(np.exp(-np.abs(x)))
+        with np.errstate(invalid="ignore"):
+            softplus_of_minus_x, softplus_of_x = np.maximum(-x, 0.0) + shared, np.maximum(x, 0.0) + shared
+        # The target multiplies last: a tiny y then rounds once, instead of rounding to a subnormal
+        # that a large softplus would magnify.
+        positive_term = _times_unless_zero(y, _times_unless_zero(pw, softplus_of_minus_x))
+        negative_term = _times_unless_zero(1.0 - y, softplus_of_x)
+        out[...] = _times_unless_zero(w, positive_term + negative_term)
+
+    return reduce(in_leading_blocks(kernel, y.shape, x, y, w, pw), reduction)

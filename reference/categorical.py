@@ -68,7 +68,7 @@ class _Picked(NamedTuple):
 
 
 def _pick_targets(target: NDArray[Any], ignore_index: int, weights: F64) -> _Picked:
-    t = target.astype(np.int64)
+    t = np.asarray(target, dtype=np.int64)
     kept = t != ignore_index
     n_classes = weights.size
     out_of_range = kept & ((t < 0) | (t >= n_classes))
@@ -103,7 +103,8 @@ def nll_loss(
     v.check_reduction(reduction)
     x_in, t_in = v.as_array(input), v.as_array(target)
     weights = _check_index_arguments(x_in, t_in, weight, "nll_loss")
-    return _nll_of_log_probabilities(x_in.astype(np.float64), t_in, weights, ignore_index, reduction)
+    # No copy when the input is float64 already: nothing below writes to it.
+    return _nll_of_log_probabilities(np.asarray(x_in, dtype=np.float64), t_in, weights, ignore_index, reduction)
 
 
 def _check_index_arguments(x_in: NDArray[Any], t_in: NDArray[Any], weight: ArrayLike | None, op: str) -> F64:
