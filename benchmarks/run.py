@@ -1,6 +1,6 @@
 """Speed, measured: suite wall times, examples verified per second, reference against torch throughput.
 
-    python3 -m benchmarks.run [--thorough] [--json PATH]
+    python3 -m benchmarks.run [--thorough] [--throughput-only] [--json PATH]
 
 Writes a JSON record (machine, torch, each figure) and prints a Markdown table for the README. Nothing here
 asserts a time: a slow run is a finding to read, not a failure.
@@ -123,8 +123,7 @@ def throughput() -> list[dict[str, Any]]:
 
 def main(arguments: list[str]) -> int:
     json_path = arguments[arguments.index("--json") + 1] if "--json" in arguments else None
-    evidence = tempfile.mkdtemp(prefix="bench-evidence-")
-    record = {
+    record: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
             "processor": platform.processor(),
@@ -132,21 +131,24 @@ def main(arguments: list[str]) -> int:
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
         },
-        "suite": suite_times("--thorough" in arguments, evidence),
-        "examples_per_second": examples_per_second(evidence),
-        "throughput": throughput(),
-        "sweeps_seconds": round(_wall(["tests/test_exhaustive.py", "-n", "0"])[0], 1),
     }
-    print("| suite | workers | seconds | result |\n| --- | --- | ---: | --- |")
-    for row in record["suite"]:
-        print(f"| {row['profile']} | {row['workers']} | {row['seconds']} | {row['summary']} |")
-    print("\n| loss | examples | seconds | examples / s |\n| --- | ---: | ---: | ---: |")
-    for loss, entry in sorted(record["examples_per_second"].items()):
-        print(f"| {loss} | {entry['examples']:.0f} | {entry['seconds']} | {entry['per_second']} |")
+    if "--throughput-only" not in arguments:  # the suite's runs take minutes; throughput alone, seconds
+        evidence = tempfile.mkdtemp(prefix="bench-evidence-")
+        record["suite"] = suite_times("--thorough" in arguments, evidence)
+        record["examples_per_second"] = examples_per_second(evidence)
+        record["sweeps_seconds"] = round(_wall(["tests/test_exhaustive.py", "-n", "0"])[0], 1)
+        print("| suite | workers | seconds | result |\n| --- | --- | ---: | --- |")
+        for row in record["suite"]:
+            print(f"| {row['profile']} | {row['workers']} | {row['seconds']} | {row['summary']} |")
+        print("\n| loss | examples | seconds | examples / s |\n| --- | ---: | ---: | ---: |")
+        for loss, entry in sorted(record["examples_per_second"].items()):
+            print(f"| {loss} | {entry['examples']:.0f} | {entry['seconds']} | {entry['per_second']} |")
+        sweeps = record["sweeps_seconds"]
+        print(f"\nExhaustive float16/bfloat16 sweeps (tests/test_exhaustive.py, one process): {sweeps} s")
+    record["throughput"] = throughput()
     print("\n| float64, CPU | reference (s) | torch (s) | ratio |\n| --- | ---: | ---: | ---: |")
     for row in record["throughput"]:
         print(f"| {row['case']} | {row['reference_s']} | {row['torch_s']} | {row['ratio']} |")
-    print(f"\nExhaustive float16/bfloat16 sweeps (tests/test_exhaustive.py, one process): {record['sweeps_seconds']} s")
     if json_path:
         with open(json_path, "w", encoding="utf-8") as out:
             json.dump(record, out, indent=2)
