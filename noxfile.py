@@ -99,9 +99,9 @@ def soak(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, never timed assertions: whole-suite wall time at ci depth serial and with -n auto (add
-    `-- --thorough` for the thorough profile too; `-- --throughput-only` for the throughput alone), examples verified
-    per second per loss, reference against torch
-    float64 throughput on large inputs, the exhaustive sweeps' time; written to evidence/bench.json."""
+    `-- --thorough` for the thorough profile too), examples verified per second per loss, reference against torch
+    float64 throughput on large inputs (alone with `-- --throughput-only`), the exhaustive sweeps' time; written to
+    evidence/bench.json."""
     _install_suite(session)
     os.makedirs(EVIDENCE, exist_ok=True)
     session.run("python", "-m", "benchmarks.run", "--json", f"{EVIDENCE}/bench.json", *session.posargs)
