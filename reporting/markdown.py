@@ -84,7 +84,7 @@ def render(report: dict[str, Any]) -> str:
                     _number(worst.get("ulp_error")),
                     _number(worst.get("bound")),
                     _number(worst.get("error_over_bound")),
-                    entry["outcome"],
+                    f"skipped: {entry.get('skip_reason', '').removeprefix('Skipped: ')}" if entry["outcome"] == "skipped" else entry["outcome"],
                 )
             )
             + " |"

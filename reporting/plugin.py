@@ -82,7 +82,13 @@ class EvidencePlugin:
         elif failed:
             verdict = f"FAILED: {len(failed)} of {len(entries)} checks failed"
         else:
+            skipped = sum(1 for e in entries if e["outcome"] == "skipped")
             verdict = f"VERIFIED: all {len(entries)} checks passed"
+            if skipped:  # a skip is not a pass: the verdict says how many, the checks table says why
+                verdict = (
+                    f"VERIFIED: {len(entries) - skipped} checks passed, {skipped} skipped (each with its reason "
+                    "in the checks table)"
+                )
         shard = self.config.getoption("shard", None)
         if shard:
             verdict += f" (shard {shard} of the suite: cite it with the other shards' reports)"
