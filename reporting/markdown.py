@@ -84,7 +84,7 @@ def render(report: dict[str, Any]) -> str:
                     _number(worst.get("ulp_error")),
                     _number(worst.get("bound")),
                     _number(worst.get("error_over_bound")),
-                    f"skipped: {entry.get('skip_reason', '').removeprefix('Skipped: ')}" if entry["outcome"] == "skipped" else entry["outcome"],
+                    _outcome(entry),
                 )
             )
             + " |"
@@ -150,3 +150,10 @@ def render(report: dict[str, Any]) -> str:
     timing = report["timing"]
     lines += ["", f"Run from {timing['started_utc']} to {timing['finished_utc']} ({timing['wall_seconds']} s).", ""]
     return "\n".join(lines)
+
+
+def _outcome(entry: dict[str, Any]) -> str:
+    """passed, failed or error; a skip with its reason, since a skipped check proves nothing."""
+    if entry["outcome"] == "skipped":
+        return f"skipped: {entry.get('skip_reason', '').removeprefix('Skipped: ')}"
+    return str(entry["outcome"])
