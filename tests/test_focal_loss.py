@@ -358,25 +358,33 @@ def _finish(loss, y, alpha, reduction):
 PLANTED = [_wrong_modulating_factor, _swapped_alpha, _mean_over_positives]
 
 
+def _torch_focal_with_defaults(x, y, alpha=0.25, gamma=2.0, reduction="none"):
+    return _torch_focal(x, y, alpha, gamma, reduction)
+
+
+# Ordinary logits and labels, under the default arguments, a mean with alpha and an alpha on the other side.
+PLANTED_CASES = [
+    Case(
+        LOSS,
+        np.array([[-3.0, -0.5, 0.0, 0.5, 3.0], [2.0, -2.0, 1.0, -1.0, 0.25]]),
+        np.array([[0.0, 1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0, 1.0]]),
+        kwargs,
+    )
+    for kwargs in ({"reduction": "none"}, {"reduction": "mean", "alpha": 0.25}, {"gamma": 2.0, "alpha": 0.75})
+]
+
+
 @pytest.mark.parametrize("bug", PLANTED, ids=lambda bug: bug.__name__.strip("_"))
 def test_focal_parity_catches_planted_bug(bug, device):
     """The focal parity check fails on a focal loss with a planted bug (a modulating factor that ignores the label,
     alpha applied to the wrong class, a mean over positives), and passes the same code without it."""
-    x = np.array([[-3.0, -0.5, 0.0, 0.5, 3.0], [2.0, -2.0, 1.0, -1.0, 0.25]])
-    y = np.array([[0.0, 1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0, 1.0]])
-    for kwargs in ({"reduction": "none"}, {"reduction": "mean", "alpha": 0.25}, {"gamma": 2.0, "alpha": 0.75}):
-        check_parity(
-            Case(LOSS, x, y, kwargs), _torch_focal_with_defaults, form="functional", dtype=FLOAT64, device=device
-        )
+    for case in PLANTED_CASES:
+        check_parity(case, _torch_focal_with_defaults, form="functional", dtype=FLOAT64, device=device)
     caught = []
-    for kwargs in ({"reduction": "none"}, {"reduction": "mean", "alpha": 0.25}, {"gamma": 2.0, "alpha": 0.75}):
+    for case in PLANTED_CASES:
         try:
-            check_parity(Case(LOSS, x, y, kwargs), bug, form="functional", dtype=FLOAT64, device=device)
+            check_parity(case, bug, form="functional", dtype=FLOAT64, device=device)
         except ParityError:
-            caught.append(kwargs)
+            caught.append(case.kwargs)
     assert caught, f"the planted bug {bug.__name__} passed the focal parity check on every case"
     ledger.record_example()
-
-
-def _torch_focal_with_defaults(x, y, alpha=0.25, gamma=2.0, reduction="none"):
-    return _torch_focal(x, y, alpha, gamma, reduction)
