@@ -9,6 +9,7 @@ are sometimes omitted, so that torch's defaults are exercised too.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -44,11 +45,13 @@ def _inward(bound: float, width: int, towards: float) -> float:
     return float(rounded)
 
 
+@functools.cache
 def floats(dtype: Dtype, low: float, high: float) -> st.SearchStrategy[float]:
     width = dtype.hypothesis_width
     return st.floats(_inward(low, width, high), _inward(high, width, low), width=width)
 
 
+@functools.lru_cache(maxsize=4096)
 def float_arrays(
     dtype: Dtype, shape: tuple[int, ...], elements: st.SearchStrategy[float]
 ) -> st.SearchStrategy[np.ndarray]:
@@ -57,6 +60,7 @@ def float_arrays(
     return hnp.arrays(np.float64, shape, elements=elements, fill=st.nothing()).map(dtype.snap)
 
 
+@functools.cache
 def logit_elements(dtype: Dtype) -> st.SearchStrategy[float]:
     landmarks = [sign * v for v in LOGIT_LANDMARKS for sign in (1.0, -1.0)]
     return st.one_of(
@@ -67,6 +71,7 @@ def logit_elements(dtype: Dtype) -> st.SearchStrategy[float]:
     )
 
 
+@functools.cache
 def probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
     return st.one_of(
         floats(dtype, 0, 1),
@@ -80,6 +85,7 @@ def probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
 INTERIOR_MARGIN = 2e-12
 
 
+@functools.cache
 def interior_probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
     """Probabilities as near 0 and 1 as torch's BCE gradient is still the derivative of the loss."""
     low, high = INTERIOR_MARGIN, 1 - INTERIOR_MARGIN
@@ -99,6 +105,7 @@ def interior_probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
     ).map(keep_inside)
 
 
+@functools.cache
 def weight_elements(dtype: Dtype) -> st.SearchStrategy[float]:
     """Weights as users pass them (positive, of ordinary size), plus zeros, ones, tiny and negative
     values, which torch accepts."""
@@ -113,12 +120,15 @@ def weight_elements(dtype: Dtype) -> st.SearchStrategy[float]:
 
 def grad_outputs(dtype: Dtype, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
     """The gradient flowing into a loss's result: often ones (what .backward() passes), otherwise arbitrary."""
-    return st.one_of(
-        st.just(np.ones(shape)),
-        float_arrays(dtype, shape, st.one_of(floats(dtype, -4, 4), st.sampled_from([0.0, 1.0, -1.0]))),
-    )
+    return st.one_of(st.just(np.ones(shape)), float_arrays(dtype, shape, grad_output_elements(dtype)))
 
 
+@functools.cache
+def grad_output_elements(dtype: Dtype) -> st.SearchStrategy[float]:
+    return st.one_of(floats(dtype, -4, 4), st.sampled_from([0.0, 1.0, -1.0]))
+
+
+@functools.cache
 def reduction_kwargs() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({}, optional={"reduction": st.sampled_from(REDUCTIONS)})
 
@@ -145,6 +155,7 @@ def broadcastable_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, .
 # ---------------------------------------------------------------------------------------------
 
 
+@functools.cache
 def binary_shapes() -> st.SearchStrategy[tuple[int, ...]]:
     """Any shape up to 4-D, often with every size equal: there a weight broadcast against the wrong
     dimension still fits, so only the values can tell right-aligned broadcasting from a mistake."""
@@ -172,6 +183,12 @@ def binary_cross_entropy_cases(draw: st.DrawFn, dtype: Dtype, interior: bool = F
     return Case("binary_cross_entropy", probabilities, target, kwargs)
 
 
+@functools.cache
+def unchecked_target_elements(dtype: Dtype) -> st.SearchStrategy[float]:
+    """Targets outside [0, 1] are accepted by torch (not range-checked), so they are drawn too."""
+    return st.one_of(probability_elements(dtype), floats(dtype, -1, 2))
+
+
 @st.composite
 def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype, per_class_pos_weight: bool = False) -> Case:
     """With ``per_class_pos_weight``: the documented use, a pos_weight of shape (C,) for the last dimension
@@ -181,9 +198,7 @@ def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype, per_cl
         shapes = shapes.filter(lambda shape: len(shape) >= 2 and shape[-1] >= 2)
     shape = draw(shapes, label="shape")
     logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
-    # Targets outside [0, 1] are accepted by torch (not range-checked), so they are drawn too.
-    target_elements = st.one_of(probability_elements(dtype), floats(dtype, -1, 2))
-    target = draw(float_arrays(dtype, shape, target_elements), label="target")
+    target = draw(float_arrays(dtype, shape, unchecked_target_elements(dtype)), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
     for name in ("weight", "pos_weight"):
         if per_class_pos_weight and name == "pos_weight":
@@ -215,6 +230,7 @@ def categorical_shape(draw: st.DrawFn, min_classes: int = 1, max_classes: int = 
     return (batch, n_classes, *extra)
 
 
+@functools.cache
 def sizes(largest: int) -> st.SearchStrategy[int]:
     """A dimension size in [0, largest], 0 (an empty input) for about one draw in six rather than one in
     (largest + 1), so that most examples have values to compare; shrinks towards 1, not towards empty."""
@@ -239,18 +255,27 @@ def ignore_index_choice(draw: st.DrawFn, n_classes: int) -> tuple[int, bool]:
     return draw(value, label="ignore_index"), True
 
 
+@functools.lru_cache(maxsize=4096)
+def class_index_arrays(shape: tuple[int, ...], n_classes: int) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.int64, shape, elements=st.integers(0, n_classes - 1), fill=st.nothing())
+
+
+@functools.lru_cache(maxsize=4096)
+def boolean_arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.bool_, shape)
+
+
 @st.composite
 def index_targets(draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int, may_ignore: bool = True) -> np.ndarray:
     """Class indices for ``shape``; none, some or all of them set to ``ignore_index`` (if ``may_ignore``)."""
     n_classes = shape[class_dim(shape)]
     target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
-    classes = st.integers(0, n_classes - 1)
-    target = draw(hnp.arrays(np.int64, target_shape, elements=classes, fill=st.nothing()), label="classes")
+    target = draw(class_index_arrays(target_shape, n_classes), label="classes")
     how_many_ignored = draw(st.sampled_from(["none", "some", "all"] if may_ignore else ["none"]), label="ignored")
     if how_many_ignored == "all":
         target = np.full(target_shape, ignore_index, dtype=np.int64)
     elif how_many_ignored == "some":
-        mask = draw(hnp.arrays(np.bool_, target_shape), label="ignored positions")
+        mask = draw(boolean_arrays(target_shape), label="ignored positions")
         target = np.where(mask, ignore_index, target)
     # With C = 1 a (1,) target has the input's shape, which torch reads as probabilities.
     if len(shape) == 1 and n_classes > 1 and draw(st.booleans(), label="unbatched target of shape (1,)"):
@@ -288,6 +313,7 @@ def nll_loss_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
     return Case("nll_loss", log_probabilities, target, kwargs)
 
 
+@functools.cache
 def label_smoothing_values() -> st.SearchStrategy[float]:
     """[0, 1] with both ends, plus negative and NaN values, which torch treats as 0."""
     kind = st.sampled_from(["typical", "typical", "typical", "tiny", "an end", "negative", "NaN"])
@@ -352,6 +378,13 @@ def cross_entropy_cases(
 KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
 
 
+@functools.cache
+def kl_target_elements(dtype: Dtype, log_targets: bool) -> st.SearchStrategy[float]:
+    if log_targets:
+        return st.one_of(floats(dtype, -20, 5), floats(dtype, -20, 5), logit_elements(dtype))
+    return st.one_of(probability_elements(dtype), probability_elements(dtype), floats(dtype, -1, 2))
+
+
 @st.composite
 def kl_div_cases(draw: st.DrawFn, dtype: Dtype, log_targets: bool = False) -> Case:
     """Input: log-probabilities (any floats, torch never checks them). Target: probabilities with exact zeros and
@@ -367,11 +400,7 @@ def kl_div_cases(draw: st.DrawFn, dtype: Dtype, log_targets: bool = False) -> Ca
         "input broadcast": (smaller, shape),
     }[layout]
     log_q = draw(float_arrays(dtype, input_shape, logit_elements(dtype)), label="input")
-    if log_targets:
-        elements = st.one_of(floats(dtype, -20, 5), floats(dtype, -20, 5), logit_elements(dtype))
-    else:
-        elements = st.one_of(probability_elements(dtype), probability_elements(dtype), floats(dtype, -1, 2))
-    target = draw(float_arrays(dtype, target_shape, elements), label="target")
+    target = draw(float_arrays(dtype, target_shape, kl_target_elements(dtype, log_targets)), label="target")
     kwargs = draw(st.fixed_dictionaries({}, optional={"reduction": st.sampled_from(KL_REDUCTIONS)}), label="kwargs")
     if log_targets:
         kwargs["log_target"] = True
@@ -396,6 +425,11 @@ def focal_gammas(dtype: Dtype) -> st.SearchStrategy[float]:
     return st.one_of(st.sampled_from(FOCAL_GAMMAS), floats(dtype, 0, 5)).map(lambda g: float(dtype.snap(np.float64(g))))
 
 
+@functools.cache
+def focal_label_elements(dtype: Dtype) -> st.SearchStrategy[float]:
+    return st.one_of(st.sampled_from([0.0, 1.0]), probability_elements(dtype))
+
+
 @st.composite
 def sigmoid_focal_loss_cases(
     draw: st.DrawFn, dtype: Dtype, alpha: float | None = None, gamma: float | None = None
@@ -404,8 +438,7 @@ def sigmoid_focal_loss_cases(
     alpha and gamma drawn or, when given, fixed (and always passed)."""
     shape = draw(binary_shapes(), label="shape")
     logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
-    labels = st.one_of(st.sampled_from([0.0, 1.0]), probability_elements(dtype))
-    target = draw(float_arrays(dtype, shape, labels), label="target")
+    target = draw(float_arrays(dtype, shape, focal_label_elements(dtype)), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
     if alpha is not None:
         kwargs["alpha"] = alpha
