@@ -10,6 +10,7 @@ tests/test_reference_oracle.py.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,18 +42,29 @@ def in_leading_blocks(kernel: Callable[..., None], shape: tuple[int, ...], *arra
     return out
 
 
+def _over_blocks(work: Callable[[int], None], n_rows: int, step: int) -> None:
+    """``work(start)`` for each block of ``step`` rows: in the calling thread when there is one block, else on
+    every core."""
+    starts = range(0, n_rows, step)
+    if len(starts) == 1:
+        work(0)
+    elif starts:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(work, starts))
+
+
+def _as_rows(x: F64, dim: int) -> tuple[F64, F64]:
+    """``x`` with ``dim`` moved last (contiguous), and the same as a 2-D array of rows."""
+    rows = np.ascontiguousarray(np.moveaxis(x, dim, -1))
+    return rows, rows.reshape(-1, rows.shape[-1])
+
+
 def in_row_blocks(kernel: Callable[[F64, F64], None], x: F64, dim: int) -> F64:
     """``kernel(rows, out)`` over blocks of ``x``'s 1-D slices along ``dim`` (each row a slice), into a new array."""
-    rows = np.ascontiguousarray(np.moveaxis(x, dim, -1))
-    flat = rows.reshape(-1, rows.shape[-1])
+    rows, flat = _as_rows(x, dim)
     out = np.empty_like(flat)
     step = max(1, BLOCK_ELEMENTS // max(1, flat.shape[1]))
-    starts = range(0, flat.shape[0], step)
-    if len(starts) == 1:
-        kernel(flat, out)
-    else:
-        with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(lambda i: kernel(flat[i : i + step], out[i : i + step]), starts))
+    _over_blocks(lambda i: kernel(flat[i : i + step], out[i : i + step]), flat.shape[0], step)
     return np.moveaxis(out.reshape(rows.shape), -1, dim)
 
 
@@ -80,48 +92,67 @@ def log_sigmoid(x: ArrayLike) -> F64:
     return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
 
 
-def _shift_by_max(x: F64, dim: int) -> tuple[F64, F64, F64, NDArray[np.intp]]:
-    """x - max(x) along ``dim`` (log-sum-exp trick: every exponent becomes <= 0), exactly.
-
-    Returns (m, hi, lo, first): the maximum, hi = fl(x - m) and lo its rounding error (TwoSum), so
-    that hi + lo = x - m exactly, and the index of the first maximum along ``dim``. Carrying lo
-    matters in the softmax tails: exp magnifies an absolute error of u |x - m| in its argument into
-    a relative error of the same size. (Written with in-place operations: the reference must stay
-    within a few times torch's speed on large inputs.)
-    """
-    with np.errstate(invalid="ignore", over="ignore"):  # -largest - largest is -inf: its exp is 0, as it should be
-        m = np.max(x, axis=dim, keepdims=True)
-        hi = x - m
-        rebuilt = hi + m
-        lo = np.subtract(hi, rebuilt)  # TwoSum: lo = (x - rebuilt) + (-m - (hi - rebuilt))
-        np.subtract(-m, lo, out=lo)
-        np.subtract(x, rebuilt, out=rebuilt)
-        np.add(rebuilt, lo, out=lo)
-    # An infinite entry or row leaves lo NaN or inf (one sum finds out): there is no rounding error to carry.
-    if not (np.all(np.isfinite(m)) and np.isfinite(np.sum(lo))):
-        lo[~np.isfinite(lo)] = 0.0
-    first = np.expand_dims(np.argmax(x, axis=dim), dim)
-    return m, _f64(hi), _f64(lo), first
+_scratch = threading.local()
 
 
-def _exponentials(x: F64, dim: int) -> tuple[F64, F64, F64]:
-    """(x - m, e^(x - m), and the sum of e^(x - m) over every class but the first maximum).
+def _scratch_buffers(shape: tuple[int, ...], count: int) -> list[F64]:
+    """``count`` float64 work arrays of ``shape``, kept per thread and reused from call to call: a fresh multi-MiB
+    array costs a page fault per 4 KiB on first touch, which made allocation the largest cost of log-softmax."""
+    size = int(np.prod(shape))
+    pool: list[F64] = getattr(_scratch, "pool", [])
+    if len(pool) < count or pool[0].size < size:
+        pool = [np.empty(max(size, pool[0].size if pool else 0)) for _ in range(count)]
+        _scratch.pool = pool
+    return [buffer[:size].reshape(shape) for buffer in pool[:count]]
+
+
+def _exponentials(rows: F64, hi: F64, exps: F64, scratch: F64) -> F64:
+    """For each row of ``rows`` (a 2-D block), with m its maximum: writes hi = fl(rows - m) and exps = e^(rows - m),
+    and returns the sum of exps over every class but the first maximum, of shape (rows, 1). ``scratch`` is a work
+    array of the same shape.
+
+    x - m is carried exactly (log-sum-exp trick: every exponent is <= 0, so nothing overflows): hi = fl(x - m)
+    and lo its rounding error (TwoSum), hi + lo = x - m, and exps = e^hi (1 + lo), which is e^(hi + lo) to
+    within u^2 since |lo| <= u |hi|. Carrying lo matters in the softmax tails: exp magnifies an absolute error of
+    u |x - m| in its argument into a relative error of the same size.
 
     The maximum's own term is exactly 1, so the normaliser is 1 + others, and its log is log1p(others):
-    accurate to a few ulps even where others is tiny (a target class with probability near 1). x - m is
-    returned as hi, which is hi + lo rounded (|lo| is at most half an ulp of hi).
+    accurate to a few ulps even where others is tiny (a target class with probability near 1). A row whose
+    maximum is +inf, NaN, or -inf (every entry -inf) has no finite normaliser: its others is NaN, as in torch.
+    (Written with in-place operations into reused buffers: the reference must stay within a few times torch's
+    speed on large inputs.)
     """
-    m, hi, lo, first = _shift_by_max(x, dim)
-    with np.errstate(invalid="ignore", over="ignore"):
-        exps = np.exp(hi)
+    # The first maximum, and m read from it: one pass fewer than a separate max (the same value, NaN included).
+    first = np.expand_dims(np.argmax(rows, axis=1), 1)
+    m = np.take_along_axis(rows, first, axis=1)
+    others = _sum_of_others(rows, m, first, hi, exps, scratch, finite_lo=False)
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(others))):
+        # An infinite entry or row leaves lo NaN or inf: there is no rounding error to carry. (With m and every
+        # sum finite, every lo was finite: a non-finite lo makes its own term, and so the sum, non-finite.)
+        others = _sum_of_others(rows, m, first, hi, exps, scratch, finite_lo=True)
+    return np.where(np.isfinite(m), others, np.nan)
+
+
+def _sum_of_others(
+    rows: F64, m: F64, first: NDArray[np.intp], hi: F64, exps: F64, scratch: F64, finite_lo: bool
+) -> F64:
+    """The body of _exponentials; with ``finite_lo``, a non-finite rounding error lo is taken as 0."""
+    lo = exps  # exps holds lo until the exponentials are formed
+    with np.errstate(invalid="ignore", over="ignore"):  # -largest - largest is -inf: its exp is 0, as it should be
+        np.subtract(rows, m, out=hi)
+        rebuilt = np.add(hi, m, out=scratch)  # TwoSum: lo = (x - rebuilt) + (-m - (hi - rebuilt))
+        np.subtract(hi, rebuilt, out=lo)
+        np.subtract(-m, lo, out=lo)
+        np.subtract(rows, rebuilt, out=rebuilt)
+        np.add(rebuilt, lo, out=lo)
+        if finite_lo:
+            lo[~np.isfinite(lo)] = 0.0
         np.add(lo, 1.0, out=lo)
-        np.multiply(exps, lo, out=exps)  # e^(hi + lo) to within u^2: |lo| <= u |hi| and e^lo = 1 + lo + O(lo^2)
-        np.put_along_axis(exps, first, 0.0, axis=dim)
-        others = np.sum(exps, axis=dim, keepdims=True)
-        np.put_along_axis(exps, first, 1.0, axis=dim)  # the maximum's own term, exactly
-    # A row whose maximum is +inf, NaN, or -inf (every entry -inf) has no finite normaliser: all NaN, as in torch.
-    others = np.where(np.isfinite(m), others, np.nan)
-    return hi, _f64(exps), _f64(others)
+        np.multiply(np.exp(hi, out=scratch), lo, out=exps)
+        np.put_along_axis(exps, first, 0.0, axis=1)
+        others = np.sum(exps, axis=1, keepdims=True)
+        np.put_along_axis(exps, first, 1.0, axis=1)  # the maximum's own term, exactly
+    return _f64(others)
 
 
 def log_softmax(x: ArrayLike, dim: int) -> F64:
@@ -134,11 +165,39 @@ def log_softmax(x: ArrayLike, dim: int) -> F64:
         return x.copy()
 
     def kernel(rows: F64, out: F64) -> None:
-        shifted, _, others = _exponentials(rows, 1)
+        exps, scratch = _scratch_buffers(rows.shape, 2)
+        others = _exponentials(rows, out, exps, scratch)
         with np.errstate(invalid="ignore", divide="ignore"):
-            np.subtract(shifted, np.log1p(others), out=out)
+            np.subtract(out, np.log1p(others), out=out)
 
     return in_row_blocks(kernel, x, dim)
+
+
+def log_softmax_at(x: ArrayLike, dim: int, index: NDArray[np.int64]) -> F64:
+    """log_softmax(x, dim) taken at ``index`` along ``dim`` (``index`` has x's shape with size 1 at ``dim``), without
+    forming the whole log-softmax: cross-entropy's path for class-index targets. The same arithmetic as
+    log_softmax, to the bit: (x_j - m) - log1p(others) at j = index."""
+    x = _f64(x)
+    if x.shape[dim] == 0:
+        return np.empty(np.shape(index))
+    rows, flat = _as_rows(x, dim)
+    picks = np.ascontiguousarray(np.moveaxis(np.asarray(index), dim, -1)).reshape(-1, 1)
+    out = np.empty((flat.shape[0], 1))
+    step = max(1, BLOCK_ELEMENTS // flat.shape[1])
+
+    def work(start: int) -> None:
+        block = flat[start : start + step]
+        hi, exps, scratch = _scratch_buffers(block.shape, 3)
+        others = _exponentials(block, hi, exps, scratch)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.subtract(
+                np.take_along_axis(hi, picks[start : start + step], axis=1),
+                np.log1p(others),
+                out=out[start : start + step],
+            )
+
+    _over_blocks(work, flat.shape[0], step)
+    return np.moveaxis(out.reshape(*rows.shape[:-1], 1), -1, dim)
 
 
 def softmax(x: ArrayLike, dim: int) -> F64:
@@ -148,8 +207,9 @@ def softmax(x: ArrayLike, dim: int) -> F64:
         return x.copy()
 
     def kernel(rows: F64, out: F64) -> None:
-        _, exps, others = _exponentials(rows, 1)
+        hi, scratch = _scratch_buffers(rows.shape, 2)
+        others = _exponentials(rows, hi, out, scratch)
         with np.errstate(invalid="ignore"):
-            np.divide(exps, 1.0 + others, out=out)
+            np.divide(out, 1.0 + others, out=out)
 
     return in_row_blocks(kernel, x, dim)

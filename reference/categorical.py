@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
 from ._reduction import reduce
-from .activations import log_softmax
+from .activations import log_softmax, log_softmax_at
 
 F64 = NDArray[np.float64]
 Int = NDArray[np.int64]
@@ -80,7 +80,10 @@ def _pick_targets(target: NDArray[Any], ignore_index: int, weights: F64) -> _Pic
 
 
 def _select_class(values: F64, safe_target: Int, class_dim: int) -> F64:
-    """values[..., y, ...] along the class dimension, for every position."""
+    """values[..., y, ...] along the class dimension, for every position (NaN, never used, when there are no
+    classes: then every position is ignored, or _pick_targets has raised)."""
+    if values.shape[class_dim] == 0:
+        return np.full(safe_target.shape, np.nan)
     chosen = np.take_along_axis(values, np.expand_dims(safe_target, class_dim), axis=class_dim)
     return np.squeeze(chosen, axis=class_dim)
 
@@ -122,11 +125,17 @@ def _check_index_arguments(x_in: NDArray[Any], t_in: NDArray[Any], weight: Array
 
 
 def _nll_of_log_probabilities(logp: F64, target: NDArray[Any], weights: F64, ignore_index: int, reduction: str) -> F64:
-    class_dim = _class_dim(logp.ndim)
+    picked = _pick_targets(_index_target(logp.ndim, target), ignore_index, weights)
+    return _nll_of_picked(_select_class(logp, picked.safe_target, _class_dim(logp.ndim)), picked, reduction)
+
+
+def _index_target(ndim: int, target: NDArray[Any]) -> NDArray[Any]:
     # An unbatched target of shape (1,) is the same as one of shape (): the output is a scalar.
-    t = target.reshape(()) if logp.ndim == 1 else target
-    picked = _pick_targets(t, ignore_index, weights)
-    log_likelihood = _select_class(logp, picked.safe_target, class_dim)
+    return target.reshape(()) if ndim == 1 else target
+
+
+def _nll_of_picked(log_likelihood: F64, picked: _Picked, reduction: str) -> F64:
+    """NLL from log p at each position's target class."""
     losses = np.where(picked.kept, -picked.class_weight * log_likelihood, 0.0)
     return reduce(losses, reduction, picked.class_weight)
 
@@ -166,10 +175,13 @@ def cross_entropy(
     eps = _effective_label_smoothing(label_smoothing)
     weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
     class_dim = _class_dim(x_in.ndim)
+    if eps == 0.0:
+        # Only log p at each target is needed: log_softmax_at skips the rest of the matrix (the same bits).
+        picked = _pick_targets(_index_target(x_in.ndim, t_in), ignore_index, weights)
+        index = np.expand_dims(picked.safe_target, class_dim)
+        return _nll_of_picked(np.squeeze(log_softmax_at(x_in, class_dim, index), class_dim), picked, reduction)
     logp = log_softmax(x_in, class_dim)
     nll = _nll_of_log_probabilities(logp, t_in, weights, ignore_index, reduction)
-    if eps == 0.0:
-        return nll
     if x_in.ndim == 1:
         # A target of shape (1,) is documented and well defined here, but torch 2.13 raises:
         # see the named divergence in tests/test_cross_entropy.py.
@@ -186,8 +198,10 @@ def cross_entropy(
         smooth = -np.sum(logp * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
     smooth = np.where(picked.kept, smooth, 0.0)
     smooth_reduced = reduce(smooth, reduction, picked.class_weight)
-    with np.errstate(invalid="ignore"):  # eps = 1 meets an infinite NLL (a mean over a zero total weight): NaN
-        return np.asarray((1.0 - eps) * nll + (eps / n_classes) * smooth_reduced)
+    # eps = 1 meets an infinite NLL (a mean over a zero total weight): NaN. With no classes (every target
+    # ignored), eps / C is inf and meets a smoothing term of 0: NaN, as in torch.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray((1.0 - eps) * nll + np.divide(eps, n_classes) * smooth_reduced)
 
 
 def _class_shape(ndim: int, n_classes: int) -> tuple[int, ...]:

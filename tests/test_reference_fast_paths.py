@@ -1,0 +1,184 @@
+"""The reference's fast paths compute exactly what its plain paths compute, bit for bit.
+
+For speed on large inputs (issue 8's throughput goal) the reference splits its work into blocks of rows run on
+every core, reuses work arrays from call to call, and takes cross-entropy with class indices from log-softmax at
+the targets alone. None of that may change a single result, or the suite's accuracy evidence (the mpmath oracle,
+which draws small inputs, one block) would not cover the large inputs users run. Each test compares a fast path
+with the computation it replaces; blocks are forced small, so that small drawn inputs span many blocks, a
+partial last block and the thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reference
+from reference import activations
+from tests.common import strategies
+from tests.common.cases import Case
+from tests.common.dtypes import FLOAT64
+from tests.common.reproducer import expressions_snippet
+
+ONE_BLOCK = 1 << 62
+
+
+@contextlib.contextmanager
+def blocks_of(elements: int) -> Iterator[None]:
+    """The reference's blocking set to ``elements`` per block, for the duration."""
+    saved = activations.BLOCK_ELEMENTS
+    activations.BLOCK_ELEMENTS = elements
+    try:
+        yield
+    finally:
+        activations.BLOCK_ELEMENTS = saved
+
+
+def outcome(compute: Callable[[], Any]) -> tuple[str, Any]:
+    """("value", the result) or ("raises", the exception's class name)."""
+    try:
+        with np.errstate(all="ignore"):
+            return "value", np.asarray(compute())
+    except Exception as error:  # the class is what is compared
+        return "raises", type(error).__name__
+
+
+def assert_same_bits(fast: tuple[str, Any], plain: tuple[str, Any], what: str, case: Case, expressions: str) -> None:
+    """Both raise the same class, or both give the same shape and the same bits (any NaN equal to any NaN; the
+    sign of a zero is not compared: no loss value depends on it)."""
+    __tracebackhide__ = True
+    same = fast[0] == plain[0]
+    if same and fast[0] == "value":
+        a, b = fast[1], plain[1]
+        same = a.shape == b.shape and np.array_equal(a, b, equal_nan=True) and np.array_equal(np.isnan(a), np.isnan(b))
+    if not same:
+        raise AssertionError(
+            f"The reference's {what} differs from its plain computation on {case.describe()}: "
+            f"fast path {fast[1]!r}, plain path {plain[1]!r}.\nReproduce with:\n"
+            + expressions_snippet(case, FLOAT64, "cpu", expressions)
+        )
+
+
+def categorical_cases() -> st.SearchStrategy[Case]:
+    return st.one_of(
+        strategies.cross_entropy_cases(FLOAT64, "index"),
+        strategies.cross_entropy_cases(FLOAT64, "probability"),
+        strategies.nll_loss_cases(FLOAT64),
+    )
+
+
+BLOCKED = {
+    "binary_cross_entropy": lambda: strategies.binary_cross_entropy_cases(FLOAT64),
+    "binary_cross_entropy_with_logits": lambda: strategies.binary_cross_entropy_with_logits_cases(FLOAT64),
+    "cross_entropy": lambda: strategies.cross_entropy_cases(FLOAT64),
+    "nll_loss": lambda: strategies.nll_loss_cases(FLOAT64),
+}
+
+
+@pytest.mark.parametrize("loss", BLOCKED)
+@given(data=st.data())
+def test_blocked_reference_equals_one_block(data, loss):
+    """The reference computes every loss to the same bits whether its work runs in one block or in many blocks
+    of rows on every core (blocks of 1 to 8 elements here), a partial last block included."""
+    case = data.draw(BLOCKED[loss](), label="case")
+    size = data.draw(st.integers(1, 8), label="elements per block")
+
+    def compute() -> Any:
+        return getattr(reference, case.loss)(case.input, case.target, **case.kwargs)
+
+    with blocks_of(size):
+        fast = outcome(compute)
+    with blocks_of(ONE_BLOCK):
+        plain = outcome(compute)
+    assert_same_bits(fast, plain, f"blocked computation ({size} elements a block)", case, "reference")
+
+
+@pytest.mark.parametrize("function", ["log_softmax", "softmax"])
+@given(data=st.data())
+def test_blocked_softmax_equals_one_block(data, function):
+    """log_softmax and softmax give the same bits in many blocks as in one, along every dimension."""
+    case = data.draw(categorical_cases(), label="case")
+    dim = data.draw(st.integers(0, case.input.ndim - 1), label="dim")
+    size = data.draw(st.integers(1, 8), label="elements per block")
+    with blocks_of(size):
+        fast = outcome(lambda: getattr(reference, function)(case.input, dim))
+    with blocks_of(ONE_BLOCK):
+        plain = outcome(lambda: getattr(reference, function)(case.input, dim))
+    assert_same_bits(fast, plain, f"blocked {function} along dim {dim}", case, f"reference.{function}(x, {dim})")
+
+
+def nll_of_log_softmax(case: Case) -> Any:
+    """Cross-entropy with class indices and no smoothing, as its definition reads: NLL of the whole log-softmax."""
+    class_dim = 0 if case.input.ndim == 1 else 1
+    return reference.nll_loss(reference.log_softmax(case.input, class_dim), case.target, **case.kwargs)
+
+
+@given(data=st.data())
+def test_cross_entropy_with_class_indices_equals_nll_of_the_whole_log_softmax(data):
+    """cross_entropy with class indices (no smoothing), which reads log-softmax at the targets alone, gives the
+    bits of nll_loss(log_softmax(x)), also in many blocks."""
+    case = data.draw(strategies.cross_entropy_cases(FLOAT64, "index"), label="case")
+    case = Case(case.loss, case.input, case.target, {k: v for k, v in case.kwargs.items() if k != "label_smoothing"})
+    size = data.draw(st.sampled_from([ONE_BLOCK, 1, 3, 8]), label="elements per block")
+    with blocks_of(size):
+        fast = outcome(lambda: reference.cross_entropy(case.input, case.target, **case.kwargs))
+    plain = outcome(lambda: nll_of_log_softmax(case))
+    expression = (
+        "reference.cross_entropy(x, t, **np_kwargs), "
+        "reference.nll_loss(reference.log_softmax(x, int(x.ndim > 1)), t, **np_kwargs)"
+    )
+    assert_same_bits(fast, plain, "cross-entropy at the targets", case, expression)
+
+
+# Planted bugs: each check above must catch a fast path that is wrong in the way fast paths go wrong.
+PLANTED_CASE = Case(
+    "cross_entropy",
+    np.array([[0.1, -1.3, 2.7], [3.3, 0.25, -2.1], [1.7, 1.5, -0.5]]),
+    np.array([2, 0, 1]),
+    {"reduction": "none"},
+)
+
+
+def test_a_log_softmax_at_the_wrong_class_is_caught(monkeypatch):
+    """Reading log-softmax one class off the target is caught by the cross-entropy comparison."""
+    correct = activations.log_softmax_at
+
+    def off_by_one(x: Any, dim: int, index: Any) -> Any:
+        return correct(x, dim, (index + 1) % np.shape(x)[dim])
+
+    monkeypatch.setattr(reference.categorical, "log_softmax_at", off_by_one)
+    fast = outcome(lambda: reference.cross_entropy(PLANTED_CASE.input, PLANTED_CASE.target, reduction="none"))
+    with pytest.raises(AssertionError, match="differs from its plain computation"):
+        assert_same_bits(fast, outcome(lambda: nll_of_log_softmax(PLANTED_CASE)), "planted", PLANTED_CASE, "")
+
+
+def test_a_shift_shared_by_the_rows_of_a_block_is_caught(monkeypatch):
+    """A kernel that shifts each row by its block's maximum, not its own, is right in exact arithmetic (log-softmax
+    ignores a constant shift) but rounds differently in each blocking: the blocked comparison sees it."""
+    correct = activations._exponentials
+
+    def block_shift(rows: Any, hi: Any, exps: Any, scratch: Any) -> Any:
+        return correct(rows - (np.max(rows) - np.max(rows, axis=1, keepdims=True)), hi, exps, scratch)
+
+    monkeypatch.setattr(activations, "_exponentials", block_shift)
+    with blocks_of(3):  # one row a block: each row is its own block's maximum
+        fast = outcome(lambda: reference.log_softmax(PLANTED_CASE.input, 1))
+    with blocks_of(ONE_BLOCK):
+        plain = outcome(lambda: reference.log_softmax(PLANTED_CASE.input, 1))
+    with pytest.raises(AssertionError, match="differs from its plain computation"):
+        assert_same_bits(fast, plain, "planted", PLANTED_CASE, "")
+
+
+def test_the_unplanted_fast_paths_pass_the_planted_cases():
+    """The same comparisons pass on the same case without a planted bug: the catches above are the bugs'."""
+    fast = outcome(lambda: reference.cross_entropy(PLANTED_CASE.input, PLANTED_CASE.target, reduction="none"))
+    assert_same_bits(fast, outcome(lambda: nll_of_log_softmax(PLANTED_CASE)), "control", PLANTED_CASE, "")
+    with blocks_of(3):
+        fast = outcome(lambda: reference.log_softmax(PLANTED_CASE.input, 1))
+    assert_same_bits(fast, outcome(lambda: reference.log_softmax(PLANTED_CASE.input, 1)), "control", PLANTED_CASE, "")
