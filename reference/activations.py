@@ -28,6 +28,18 @@ BLOCK_ELEMENTS = 1 << 18
 WORKERS = os.cpu_count() or 1
 
 
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """One pool of WORKERS threads for the process, kept from call to call (with its threads' work arrays); a new
+    one after a fork, whose child has none of its parent's threads."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(WORKERS, thread_name_prefix="reference-block"))
+    return _pool[1]
+
+
 def in_leading_blocks(kernel: Callable[..., None], shape: tuple[int, ...], *arrays: F64) -> F64:
     """``kernel(*blocks, out)`` over blocks of the leading axis of ``arrays`` broadcast to ``shape``, into a new
     array: for element-wise work."""
@@ -37,8 +49,9 @@ def in_leading_blocks(kernel: Callable[..., None], shape: tuple[int, ...], *arra
         kernel(*views, out)
         return out
     step = max(1, BLOCK_ELEMENTS // max(1, out.size // shape[0]))
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(lambda i: kernel(*(v[i : i + step] for v in views), out[i : i + step]), range(0, shape[0], step)))
+    list(
+        _threads().map(lambda i: kernel(*(v[i : i + step] for v in views), out[i : i + step]), range(0, shape[0], step))
+    )
     return out
 
 
@@ -49,8 +62,7 @@ def _over_blocks(work: Callable[[int], None], n_rows: int, step: int) -> None:
     if len(starts) == 1:
         work(0)
     elif starts:
-        with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(work, starts))
+        list(_threads().map(work, starts))
 
 
 def _as_rows(x: F64, dim: int) -> tuple[F64, F64]:
@@ -106,38 +118,45 @@ def _scratch_buffers(shape: tuple[int, ...], count: int) -> list[F64]:
     return [buffer[:size].reshape(shape) for buffer in pool[:count]]
 
 
-def _exponentials(rows: F64, hi: F64, exps: F64, scratch: F64) -> F64:
-    """For each row of ``rows`` (a 2-D block), with m its maximum: writes hi = fl(rows - m) and exps = e^(rows - m),
-    and returns the sum of exps over every class but the first maximum, of shape (rows, 1). ``scratch`` is a work
-    array of the same shape.
+def _exponentials(rows: F64, hi: F64, exps: F64, scratch: F64, want_exps: bool = True) -> F64:
+    """For each row of ``rows`` (a 2-D block), with m its maximum: writes hi = fl(rows - m) and, if ``want_exps``,
+    exps = e^(rows - m); returns the sum of e^(rows - m) over every class but the first maximum, of shape
+    (rows, 1). ``exps`` and ``scratch`` are work arrays of the same shape.
 
     x - m is carried exactly (log-sum-exp trick: every exponent is <= 0, so nothing overflows): hi = fl(x - m)
-    and lo its rounding error (TwoSum), hi + lo = x - m, and exps = e^hi (1 + lo), which is e^(hi + lo) to
-    within u^2 since |lo| <= u |hi|. Carrying lo matters in the softmax tails: exp magnifies an absolute error of
-    u |x - m| in its argument into a relative error of the same size.
+    and lo its rounding error (TwoSum), hi + lo = x - m, and e^hi (1 + lo) is e^(hi + lo) to within u^2 since
+    |lo| <= u |hi|. Carrying lo matters in the softmax tails: exp magnifies an absolute error of u |x - m| in its
+    argument into a relative error of the same size.
 
     The maximum's own term is exactly 1, so the normaliser is 1 + others, and its log is log1p(others):
     accurate to a few ulps even where others is tiny (a target class with probability near 1). A row whose
     maximum is +inf, NaN, or -inf (every entry -inf) has no finite normaliser: its others is NaN, as in torch.
-    (Written with in-place operations into reused buffers: the reference must stay within a few times torch's
-    speed on large inputs.)
+    (Written with in-place operations into reused buffers, the products summed as they are formed: the
+    reference must stay within a few times torch's speed on large inputs.)
     """
     # The first maximum, and m read from it: one pass fewer than a separate max (the same value, NaN included).
-    first = np.expand_dims(np.argmax(rows, axis=1), 1)
-    m = np.take_along_axis(rows, first, axis=1)
-    others = _sum_of_others(rows, m, first, hi, exps, scratch, finite_lo=False)
+    first = (np.arange(rows.shape[0]), np.argmax(rows, axis=1))  # an index: row, column
+    m = rows[first][:, None]
+    others = _sum_of_others(rows, m, first, hi, exps, scratch, want_exps, finite_lo=False)
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(others))):
         # An infinite entry or row leaves lo NaN or inf: there is no rounding error to carry. (With m and every
         # sum finite, every lo was finite: a non-finite lo makes its own term, and so the sum, non-finite.)
-        others = _sum_of_others(rows, m, first, hi, exps, scratch, finite_lo=True)
+        others = _sum_of_others(rows, m, first, hi, exps, scratch, want_exps, finite_lo=True)
     return np.where(np.isfinite(m), others, np.nan)
 
 
 def _sum_of_others(
-    rows: F64, m: F64, first: NDArray[np.intp], hi: F64, exps: F64, scratch: F64, finite_lo: bool
+    rows: F64,
+    m: F64,
+    first: tuple[NDArray[np.intp], NDArray[np.intp]],
+    hi: F64,
+    exps: F64,
+    scratch: F64,
+    want_exps: bool,
+    finite_lo: bool,
 ) -> F64:
     """The body of _exponentials; with ``finite_lo``, a non-finite rounding error lo is taken as 0."""
-    lo = exps  # exps holds lo until the exponentials are formed
+    lo = exps  # exps holds lo, then 1 + lo, until the exponentials are formed
     with np.errstate(invalid="ignore", over="ignore"):  # -largest - largest is -inf: its exp is 0, as it should be
         np.subtract(rows, m, out=hi)
         rebuilt = np.add(hi, m, out=scratch)  # TwoSum: lo = (x - rebuilt) + (-m - (hi - rebuilt))
@@ -148,10 +167,13 @@ def _sum_of_others(
         if finite_lo:
             lo[~np.isfinite(lo)] = 0.0
         np.add(lo, 1.0, out=lo)
-        np.multiply(np.exp(hi, out=scratch), lo, out=exps)
-        np.put_along_axis(exps, first, 0.0, axis=1)
-        others = np.sum(exps, axis=1, keepdims=True)
-        np.put_along_axis(exps, first, 1.0, axis=1)  # the maximum's own term, exactly
+        lo[first] = 0.0  # the first maximum's term is left out of the sum
+        exp_hi = np.exp(hi, out=scratch)
+        # sum_k e^hi_k (1 + lo_k) in one pass (a sum in some order: the error bound of any order is gamma_{C-2}).
+        others = np.einsum("ij,ij->i", exp_hi, lo)[:, None]
+        if want_exps:
+            np.multiply(exp_hi, lo, out=exps)
+            exps[first] = 1.0  # the maximum's own term, exactly
     return _f64(others)
 
 
@@ -166,7 +188,7 @@ def log_softmax(x: ArrayLike, dim: int) -> F64:
 
     def kernel(rows: F64, out: F64) -> None:
         exps, scratch = _scratch_buffers(rows.shape, 2)
-        others = _exponentials(rows, out, exps, scratch)
+        others = _exponentials(rows, out, exps, scratch, want_exps=False)
         with np.errstate(invalid="ignore", divide="ignore"):
             np.subtract(out, np.log1p(others), out=out)
 
@@ -181,20 +203,17 @@ def log_softmax_at(x: ArrayLike, dim: int, index: NDArray[np.int64]) -> F64:
     if x.shape[dim] == 0:
         return np.empty(np.shape(index))
     rows, flat = _as_rows(x, dim)
-    picks = np.ascontiguousarray(np.moveaxis(np.asarray(index), dim, -1)).reshape(-1, 1)
+    picks = np.moveaxis(np.asarray(index), dim, -1).reshape(-1)
     out = np.empty((flat.shape[0], 1))
     step = max(1, BLOCK_ELEMENTS // flat.shape[1])
 
     def work(start: int) -> None:
         block = flat[start : start + step]
         hi, exps, scratch = _scratch_buffers(block.shape, 3)
-        others = _exponentials(block, hi, exps, scratch)
+        others = _exponentials(block, hi, exps, scratch, want_exps=False)
         with np.errstate(invalid="ignore", divide="ignore"):
-            np.subtract(
-                np.take_along_axis(hi, picks[start : start + step], axis=1),
-                np.log1p(others),
-                out=out[start : start + step],
-            )
+            picked = hi[np.arange(block.shape[0]), picks[start : start + step]][:, None]
+            np.subtract(picked, np.log1p(others), out=out[start : start + step])
 
     _over_blocks(work, flat.shape[0], step)
     return np.moveaxis(out.reshape(*rows.shape[:-1], 1), -1, dim)

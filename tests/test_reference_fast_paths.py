@@ -163,8 +163,8 @@ def test_a_shift_shared_by_the_rows_of_a_block_is_caught(monkeypatch):
     ignores a constant shift) but rounds differently in each blocking: the blocked comparison sees it."""
     correct = activations._exponentials
 
-    def block_shift(rows: Any, hi: Any, exps: Any, scratch: Any) -> Any:
-        return correct(rows - (np.max(rows) - np.max(rows, axis=1, keepdims=True)), hi, exps, scratch)
+    def block_shift(rows: Any, *buffers: Any, **options: Any) -> Any:
+        return correct(rows - (np.max(rows) - np.max(rows, axis=1, keepdims=True)), *buffers, **options)
 
     monkeypatch.setattr(activations, "_exponentials", block_shift)
     with blocks_of(3):  # one row a block: each row is its own block's maximum
