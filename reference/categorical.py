@@ -69,8 +69,11 @@ class _Picked(NamedTuple):
 
 def _pick_targets(target: NDArray[Any], ignore_index: int, weights: F64) -> _Picked:
     t = np.asarray(target, dtype=np.int64)
-    kept = t != ignore_index
     n_classes = weights.size
+    if t.size and 0 <= t.min() and t.max() < n_classes and not 0 <= ignore_index < n_classes:
+        # The common case, in two reductions: every target is a class, and none is ignore_index.
+        return _Picked(np.ones(t.shape, dtype=bool), t, weights[t])
+    kept = t != ignore_index
     out_of_range = kept & ((t < 0) | (t >= n_classes))
     if np.any(out_of_range):
         raise IndexError(f"Target {t[out_of_range].flat[0]} is out of bounds.")
@@ -84,8 +87,16 @@ def _select_class(values: F64, safe_target: Int, class_dim: int) -> F64:
     classes: then every position is ignored, or _pick_targets has raised)."""
     if values.shape[class_dim] == 0:
         return np.full(safe_target.shape, np.nan)
-    chosen = np.take_along_axis(values, np.expand_dims(safe_target, class_dim), axis=class_dim)
-    return np.squeeze(chosen, axis=class_dim)
+    # As one gather from the flat array: position (n, r) of a (lead, C, rest) layout reads n C R + y R + r.
+    v = np.ascontiguousarray(values)
+    lead, n_classes, rest = (
+        int(np.prod(v.shape[:class_dim])),
+        v.shape[class_dim],
+        int(np.prod(v.shape[class_dim + 1 :])),
+    )
+    offsets = np.arange(lead)[:, None] * (n_classes * rest) + np.arange(rest)[None, :]
+    flat_index = safe_target.reshape(lead, rest) * rest + offsets
+    return np.asarray(v.reshape(-1)[flat_index].reshape(safe_target.shape), dtype=np.float64)
 
 
 def nll_loss(
