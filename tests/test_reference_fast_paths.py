@@ -23,6 +23,7 @@ import reference
 from reference import activations
 from tests.common import strategies
 from tests.common.cases import Case
+from tests.common.compare import assert_identical
 from tests.common.dtypes import FLOAT64
 from tests.common.reproducer import expressions_snippet
 
@@ -50,19 +51,13 @@ def outcome(compute: Callable[[], Any]) -> tuple[str, Any]:
 
 
 def assert_same_bits(fast: tuple[str, Any], plain: tuple[str, Any], what: str, case: Case, expressions: str) -> None:
-    """Both raise the same class, or both give the same shape and the same bits (any NaN equal to any NaN; the
-    sign of a zero is not compared: no loss value depends on it)."""
     __tracebackhide__ = True
-    same = fast[0] == plain[0]
-    if same and fast[0] == "value":
-        a, b = fast[1], plain[1]
-        same = a.shape == b.shape and np.array_equal(a, b, equal_nan=True) and np.array_equal(np.isnan(a), np.isnan(b))
-    if not same:
-        raise AssertionError(
-            f"The reference's {what} differs from its plain computation on {case.describe()}: "
-            f"fast path {fast[1]!r}, plain path {plain[1]!r}.\nReproduce with:\n"
-            + expressions_snippet(case, FLOAT64, "cpu", expressions)
-        )
+    assert_identical(
+        fast,
+        plain,
+        what=f"The reference's {what} differs from its plain computation on {case.describe()}",
+        repro=expressions_snippet(case, FLOAT64, "cpu", expressions),
+    )
 
 
 def categorical_cases() -> st.SearchStrategy[Case]:

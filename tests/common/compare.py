@@ -77,6 +77,23 @@ def assert_close(
     )
 
 
+def assert_identical(got: tuple[str, Any], want: tuple[str, Any], *, what: str, repro: str) -> None:
+    """Two outcomes of one computation, each ("value", array) or ("raises", the exception's class name), are the
+    same: the same class raised, or the same shape and every bit of every value (any NaN matches any NaN; the sign
+    of a zero is not compared, as no loss value depends on it). For a fast path against the plain computation
+    it replaces, where the only right error is none. Counts one checked example."""
+    __tracebackhide__ = True
+    same = got[0] == want[0]
+    if same and got[0] == "value":
+        a, b = got[1], want[1]
+        same = a.shape == b.shape and np.array_equal(a, b, equal_nan=True) and np.array_equal(np.isnan(a), np.isnan(b))
+    if not same:
+        raise ParityError(
+            f"{what}: got {got[1]!r} where the plain computation gives {want[1]!r}\n\nReproduce with:\n\n{repro}\n"
+        )
+    ledger.record_example()
+
+
 def exclude_if_unbounded(bound: np.ndarray, want: np.ndarray) -> None:
     """An infinite bound: rounding alone could move the result anywhere, to inf or (through inf * 0 or inf - inf)
     to NaN, whatever the reference's value, finite or not.
