@@ -16,6 +16,8 @@ import os
 import pathlib
 import re
 import shlex
+import signal
+import threading
 import time
 from typing import Any
 
@@ -46,6 +48,8 @@ class EvidencePlugin:
         self.config = config
         self.directory = directory
         self.entries: dict[str, dict[str, Any]] = {}
+        # Tests that ran to an outcome: a test stopped mid-call by an interruption has none, and is left out.
+        self.finished: set[str] = set()
         self.started = time.time()
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -58,6 +62,8 @@ class EvidencePlugin:
         for name, value in report.user_properties:
             if name == PROPERTY_KEY:
                 entry.update(json.loads(str(value)))
+        if report.when == "call" or report.failed or report.skipped:
+            self.finished.add(report.nodeid)
         if report.failed:
             entry["outcome"] = "failed" if report.when == "call" else "error"
             entry.setdefault("failure", _last_lines(report.longreprtext))
@@ -73,7 +79,7 @@ class EvidencePlugin:
         _write_atomically(self.directory / "report.md", markdown.render(report))
 
     def _report(self, session: pytest.Session, exitstatus: int, complete: bool) -> dict[str, Any]:
-        entries = sorted(self.entries.values(), key=lambda e: e["id"])
+        entries = sorted((e for e in self.entries.values() if e["id"] in self.finished), key=lambda e: e["id"])
         failed = [e for e in entries if e["outcome"] in ("failed", "error")]
         if not complete:
             verdict = f"INCOMPLETE: the run ended early (pytest exit status {exitstatus}); do not cite it"
@@ -214,8 +220,27 @@ def _write_atomically(path: pathlib.Path, text: str) -> None:
     os.replace(partial, path)
 
 
+_PREVIOUS_SIGTERM = pytest.StashKey[Any]()
+
+
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum} (a time limit?)")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # A deep run stopped by a time limit (timeout(1), a CI job's limit: SIGTERM) ends as Ctrl-C does: pytest still
+    # prints the failures found so far, with their counterexamples, and the report is written, marked incomplete.
+    # Otherwise the process dies on the spot, and with pytest-xdist even the names of the failed tests are lost.
+    # Only the controlling process, and only where nothing else has claimed the signal.
+    if not _is_worker(config) and threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            config.stash[_PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     directory = config.getoption("evidence")
     if directory and not _is_worker(config):
         config.pluginmanager.register(EvidencePlugin(config, pathlib.Path(directory)), "loss-parity-evidence")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _PREVIOUS_SIGTERM in config.stash:
+        signal.signal(signal.SIGTERM, config.stash[_PREVIOUS_SIGTERM])

@@ -88,6 +88,34 @@ def test_an_interrupted_run_leaves_a_report_marked_incomplete(suite_dir):
     assert "INCOMPLETE" in markdown
 
 
+STOPPED_BY_A_TIME_LIMIT = """
+import os, signal, time
+
+def test_a_fails():
+    assert 1 + 1 == 3, "a failure found before the time limit"
+
+def test_b_is_stopped():
+    os.kill(os.getpid(), signal.SIGTERM)  # what timeout(1) or a CI job's limit sends
+    time.sleep(60)
+
+def test_c_never_runs():
+    pass
+"""
+
+
+def test_a_run_stopped_by_a_time_limit_still_reports_the_failures_it_found(suite_dir):
+    """A run stopped by SIGTERM ends as Ctrl-C does: the failures found so far are printed and written to a report
+    marked incomplete; the test it stopped, which has no outcome, is left out."""
+    suite_dir.makepyfile(test_demo=STOPPED_BY_A_TIME_LIMIT)
+    result, report, _ = _report(suite_dir, "-rf")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert (
+        "FAILED test_demo.py::test_a_fails - AssertionError: a failure found before the time limit" in result.outlines
+    )
+    assert report["complete"] is False
+    assert {check["id"]: check["outcome"] for check in report["checks"]} == {"test_demo.py::test_a_fails": "failed"}
+
+
 def test_the_same_seed_on_the_same_machine_gives_the_same_report_apart_from_timing(suite_dir):
     """Two derandomized runs produce identical reports once the timing block is set aside."""
     suite_dir.makepyfile(test_demo=PROPERTIES)
