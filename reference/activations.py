@@ -201,7 +201,7 @@ def log_softmax_at(x: ArrayLike, dim: int, index: NDArray[np.int64]) -> F64:
     log_softmax, to the bit: (x_j - m) - log1p(others) at j = index."""
     x = _f64(x)
     if x.shape[dim] == 0:
-        return np.empty(np.shape(index))
+        return np.full(np.shape(index), np.nan)  # no class to read (every target is ignored, or one raised)
     rows, flat = _as_rows(x, dim)
     picks = np.moveaxis(np.asarray(index), dim, -1).reshape(-1)
     out = np.empty((flat.shape[0], 1))
