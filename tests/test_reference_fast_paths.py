@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import reference
 from reference import activations
-from tests.common import strategies
+from tests.common import ledger, strategies
 from tests.common.cases import Case
 from tests.common.compare import assert_identical
 from tests.common.dtypes import FLOAT64
@@ -131,6 +131,29 @@ def test_cross_entropy_with_class_indices_equals_nll_of_the_whole_log_softmax(da
     assert_same_bits(fast, plain, "cross-entropy at the targets", case, expression)
 
 
+@given(data=st.data())
+def test_nll_with_every_target_a_class_equals_the_full_target_check(data):
+    """nll_loss checks its targets in two reductions when every one is a class and none can be ignore_index; with an
+    ignore_index that is a class no target takes (which forces the full, position-by-position check) it gives the
+    same bits, and the same exception."""
+    drawn = data.draw(strategies.nll_loss_cases(FLOAT64), label="case")
+    n_classes = drawn.input.shape[0 if drawn.input.ndim == 1 else 1]
+    # Targets that are no class (ignored ones) become class 0: every target is a class.
+    target = np.where((drawn.target >= 0) & (drawn.target < n_classes), drawn.target, 0).astype(drawn.target.dtype)
+    case = Case(drawn.loss, drawn.input, target, drawn.kwargs)
+    unused = sorted(set(range(n_classes)) - {int(t) for t in np.ravel(target)})
+    if not unused:
+        ledger.exclude("every class is some position's target: no class is free to serve as an unused ignore_index")
+    kwargs = {k: v for k, v in case.kwargs.items() if k != "ignore_index"}
+    fast = outcome(lambda: reference.nll_loss(case.input, case.target, **kwargs, ignore_index=-100))
+    full = outcome(lambda: reference.nll_loss(case.input, case.target, **kwargs, ignore_index=unused[0]))
+    expression = (
+        "reference.nll_loss(x, t, **{**np_kwargs, 'ignore_index': -100}), "
+        f"reference.nll_loss(x, t, **{{**np_kwargs, 'ignore_index': {unused[0]}}})"
+    )
+    assert_same_bits(fast, full, "target check in two reductions", case, expression)
+
+
 # Planted bugs: each check above must catch a fast path that is wrong in the way fast paths go wrong.
 PLANTED_CASE = Case(
     "cross_entropy",
@@ -170,6 +193,28 @@ def test_a_shift_shared_by_the_rows_of_a_block_is_caught(monkeypatch):
         assert_same_bits(fast, plain, "planted", PLANTED_CASE, "")
 
 
+WEIGHTED_NLL = Case(
+    "nll_loss", PLANTED_CASE.input, np.array([2, 0, 0]), {"weight": np.array([0.5, 2.0, 3.0]), "reduction": "sum"}
+)
+
+
+def test_a_target_check_that_forgets_the_class_weights_is_caught(monkeypatch):
+    """A two-reduction target check that takes every class weight as 1 is caught by the comparison with the full
+    check (class 1, which no target takes, serving as ignore_index)."""
+    correct = reference.categorical._pick_targets
+
+    def unweighted_when_all_are_classes(target: Any, ignore_index: int, weights: Any) -> Any:
+        picked = correct(target, ignore_index, weights)
+        return picked._replace(class_weight=np.ones_like(picked.class_weight)) if ignore_index < 0 else picked
+
+    monkeypatch.setattr(reference.categorical, "_pick_targets", unweighted_when_all_are_classes)
+    case = WEIGHTED_NLL
+    fast = outcome(lambda: reference.nll_loss(case.input, case.target, **case.kwargs, ignore_index=-100))
+    full = outcome(lambda: reference.nll_loss(case.input, case.target, **case.kwargs, ignore_index=1))
+    with pytest.raises(AssertionError, match="differs from its plain computation"):
+        assert_same_bits(fast, full, "planted", case, "")
+
+
 def test_the_unplanted_fast_paths_pass_the_planted_cases():
     """The same comparisons pass on the same case without a planted bug: the catches above are the bugs'."""
     fast = outcome(lambda: reference.cross_entropy(PLANTED_CASE.input, PLANTED_CASE.target, reduction="none"))
@@ -177,3 +222,8 @@ def test_the_unplanted_fast_paths_pass_the_planted_cases():
     with blocks_of(3):
         fast = outcome(lambda: reference.log_softmax(PLANTED_CASE.input, 1))
     assert_same_bits(fast, outcome(lambda: reference.log_softmax(PLANTED_CASE.input, 1)), "control", PLANTED_CASE, "")
+    x, t, kwargs = WEIGHTED_NLL.input, WEIGHTED_NLL.target, WEIGHTED_NLL.kwargs
+    fast = outcome(lambda: reference.nll_loss(x, t, **kwargs, ignore_index=-100))
+    assert_same_bits(
+        fast, outcome(lambda: reference.nll_loss(x, t, **kwargs, ignore_index=1)), "control", WEIGHTED_NLL, ""
+    )
