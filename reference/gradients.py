@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
+from ._scaled import Scaled
 from .activations import sigmoid, softmax
 from .binary import LOG_CLAMP, binary_cross_entropy, binary_cross_entropy_with_logits
 from .categorical import (
@@ -59,13 +60,13 @@ F64 = NDArray[np.float64]
 
 
 def _scale(per_element: F64, reduction: str, grad_output: ArrayLike, denominator: float | F64) -> F64:
-    """Apply the chain rule through the reduction: times grad_output, then divided by the mean's denominator
-    (in that order, so that a tiny grad_output is not first rounded to a subnormal and then magnified)."""
-    go = np.asarray(grad_output, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if reduction == "mean":
-            return np.asarray((per_element * go) / denominator)
-        return np.asarray(per_element * go)
+    """Apply the chain rule through the reduction: times grad_output, divided by the mean's denominator, with no
+    intermediate overflow or underflow (a tiny grad_output is not rounded to a subnormal and then magnified, nor a
+    large product rounded to infinity before the division)."""
+    scaled = Scaled.of(per_element) * Scaled.of(grad_output)
+    if reduction == "mean":
+        scaled = scaled / Scaled.of(denominator)
+    return scaled.value()
 
 
 def binary_cross_entropy_grad(
@@ -125,26 +126,20 @@ def _per_position(values: ArrayLike, class_dim: int) -> F64:
     return np.expand_dims(a, class_dim) if a.ndim else a
 
 
-def _per_unit_total_weight(picked: _Picked, weights: F64, reduction: str) -> tuple[F64, F64]:
-    """(w[y_i] per position, w per class), divided first by the mean's total weight sum_i w[y_i] for 'mean'.
-
-    Dividing the weights before anything multiplies them keeps every later intermediate near the result's own
-    size: neither grad_output over a total weight below 1 / DBL_MAX overflows, nor a subnormal weight times a
-    probability loses its digits before the division would magnify what was lost.
-    """
+def _per_unit_total_weight(picked: _Picked, reduction: str, class_dim: int) -> Scaled:
+    """w[y_i] per position, over the mean's total weight sum_i w[y_i] for 'mean': a ratio that overflows float64
+    where cancelling weights make the total tiny, so it stays scaled until grad_output has multiplied it."""
+    class_weight = Scaled.of(_per_position(picked.class_weight, class_dim))
     if reduction != "mean":
-        return picked.class_weight, weights
-    total = np.sum(picked.class_weight)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        return picked.class_weight / total, weights / total
+        return class_weight
+    return class_weight / Scaled.of(np.sum(picked.class_weight))
 
 
-def _at_kept(picked: _Picked, grad_output: ArrayLike, class_dim: int, per_element: F64) -> F64:
+def _at_kept(picked: _Picked, grad_output: ArrayLike, class_dim: int, per_element: Scaled) -> F64:
     """grad_output times ``per_element`` at kept positions, exactly 0 at ignored ones."""
-    go = _per_position(np.where(picked.kept, np.asarray(grad_output, dtype=np.float64), 0.0), class_dim)
+    go = Scaled.of(_per_position(np.where(picked.kept, np.asarray(grad_output, dtype=np.float64), 0.0), class_dim))
     kept = _per_position(picked.kept, class_dim).astype(bool)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.asarray(np.where(kept, go * per_element, 0.0))
+    return np.asarray(np.where(kept, (go * per_element).value(), 0.0))
 
 
 def nll_loss_grad(
@@ -160,9 +155,8 @@ def nll_loss_grad(
     x_in, t_in = v.as_array(input), v.as_array(target)
     weights = _check_index_arguments(x_in, t_in, weight, "nll_loss")
     class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
-    class_weight, _ = _per_unit_total_weight(picked, weights, reduction)
-    slope = np.where(one_hot, -_per_position(class_weight, class_dim), 0.0) * np.ones(x_in.shape)
-    return _at_kept(picked, grad_output, class_dim, slope)
+    slope = Scaled.of(np.where(one_hot, -1.0, 0.0) * np.ones(x_in.shape))
+    return _at_kept(picked, grad_output, class_dim, _per_unit_total_weight(picked, reduction, class_dim) * slope)
 
 
 def cross_entropy_grad(
@@ -196,15 +190,31 @@ def cross_entropy_grad(
 
         weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
         class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
-        class_weight, w = _per_unit_total_weight(picked, w, reduction)
-        w_along = w.reshape(_class_shape(x.ndim, n_classes))
         # s_k - [k = y], with s_y - 1 taken as minus the other classes' probabilities (no cancellation).
         others = np.sum(np.where(one_hot, 0.0, s), axis=class_dim, keepdims=True)
         s_minus_one_hot = np.where(one_hot, -others, s)
-        per_element = (1.0 - eps) * _per_position(class_weight, class_dim) * s_minus_one_hot
+        per_element = (
+            _per_unit_total_weight(picked, reduction, class_dim) * Scaled.of(1.0 - eps) * Scaled.of(s_minus_one_hot)
+        )
         if eps > 0.0:
-            per_element = per_element + (eps / n_classes) * (s * np.sum(w) - w_along)
+            per_element = per_element + _smoothing_term(s, w, w_along, eps / n_classes, picked, reduction)
         return _at_kept(picked, grad_output, class_dim, per_element)
+
+
+def _smoothing_term(s: F64, w: F64, w_along: F64, eps_per_class: float, picked: _Picked, reduction: str) -> Scaled:
+    """(eps / C) (s_k sum_j w_j - w_k), over the total weight for 'mean'.
+
+    The weights are first brought up by a power of two (exactly) to a largest magnitude in [0.5, 1) when they are
+    smaller: subnormal weights would otherwise lose their digits in s_k sum_j w_j before a subnormal total
+    weight magnified what was lost. They are never brought down, which could flush the smallest to 0.
+    """
+    largest = float(np.max(np.abs(w))) if w.size else 0.0
+    shift = min(0, int(np.frexp(largest)[1]))
+    raised, raised_along = np.ldexp(w, -shift), np.ldexp(w_along, -shift)
+    term = Scaled.of(eps_per_class) * Scaled.of(s * np.sum(raised) - raised_along) * Scaled.power_of_two(shift)
+    if reduction == "mean":
+        term = term / Scaled.of(np.sum(picked.class_weight))
+    return term
 
 
 def kl_div_grad(
@@ -220,13 +230,14 @@ def kl_div_grad(
     x_in, t_in = v.as_array(input), v.as_array(target)
     shape = np.broadcast_shapes(x_in.shape, t_in.shape)
     t = np.broadcast_to(t_in.astype(np.float64), shape)
-    with np.errstate(over="ignore", invalid="ignore"):
-        per_element = -(np.exp(t) if log_target else t) * np.asarray(grad_output, dtype=np.float64)
-        if reduction == "mean":
-            per_element = per_element / np.float64(int(np.prod(shape)))
-        elif reduction == "batchmean" and x_in.ndim:
-            per_element = per_element / np.float64(x_in.shape[0])
-    return _sum_to_shape(np.asarray(per_element), x_in.shape)
+    with np.errstate(over="ignore"):
+        slope = -(np.exp(t) if log_target else t)
+    if reduction == "batchmean":
+        # batchmean divides by the first size, and an unbatched (0-d) input by nothing.
+        per_element = _scale(slope, "mean", grad_output, float(x_in.shape[0]) if x_in.ndim else 1.0)
+    else:
+        per_element = _scale(slope, reduction, grad_output, float(int(np.prod(shape))))
+    return _sum_to_shape(per_element, x_in.shape)
 
 
 def _sum_to_shape(gradient: F64, shape: tuple[int, ...]) -> F64:

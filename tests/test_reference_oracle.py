@@ -197,9 +197,10 @@ def _largest_negative_log_softmax(x: np.ndarray) -> float:
     return float(np.max(spread)) + math.log(x.shape[class_axis])
 
 
-def amplification(case: Case, exact: oracle.Exact, grad_output: Any = None) -> float:
-    """A in the floor: the product of the largest magnitudes (at least 1) of every factor that can multiply an
-    intermediate result after it underflows, divided by min(1, |D|) for the mean's division."""
+def amplified_eta(case: Case, exact: oracle.Exact, grad_output: Any = None) -> float:
+    """eta A in the floor. A: the product of the largest magnitudes (at least 1) of every factor that can multiply
+    an intermediate result after it underflows, divided by min(1, |D|) for the mean's division. eta / min(1, |D|)
+    is taken first: A alone overflows for a subnormal D, which would leave the floor, hence the bound, infinite."""
     a = _largest(case.kwargs.get("weight", 1.0)) * _largest(case.kwargs.get("pos_weight", 1.0))
     if np.issubdtype(case.target.dtype, np.floating):
         a *= _largest(case.target, complement=True)
@@ -212,7 +213,7 @@ def amplification(case: Case, exact: oracle.Exact, grad_output: Any = None) -> f
         negative_log_softmax = max(1.0, _largest_negative_log_softmax(case.input))
         largest_weight = _largest(case.kwargs.get("weight", 1.0))
         a *= negative_log_softmax * max(1, positions * classes) * largest_weight * negative_log_softmax
-    return a / min(1.0, abs(exact.denominator)) if exact.denominator else math.inf
+    return (ETA / min(1.0, abs(exact.denominator))) * a if exact.denominator else math.inf
 
 
 def _denominator_conditioning(case: Case, exact: oracle.Exact) -> float:
@@ -338,7 +339,7 @@ def check_forward(case: Case) -> None:
         exact,
         operations,
         _denominator_conditioning(case, exact),
-        operations * (case.input.size + 1) * ETA * amplification(case, exact),
+        operations * (case.input.size + 1) * amplified_eta(case, exact),
         what=f"reference.{case.loss} against the exact value, for {case.describe()}",
         repro=forward_reproducer(case),
     )
@@ -353,6 +354,13 @@ def check_gradient(case: Case, data: st.DataObject) -> None:
         ledger.exclude("the loss is undefined (a mean over no positions or a zero total weight): no derivative")
     exclude_if_unbounded(case, loss)
     grad_output = data.draw(strategies.grad_outputs(FLOAT64, loss.shape), label="grad_output")
+    check_gradient_at(case, loss, grad_output)
+
+
+def check_gradient_at(case: Case, loss: oracle.Exact, grad_output: Any) -> None:
+    """The reference's analytic gradient for ``case`` and ``grad_output`` is within the bound model of the exact
+    derivative (``loss``: the exact loss, whose denominator the bound's conditioning reads)."""
+    __tracebackhide__ = True
     exact = oracle.GRADIENTS[case.loss](case.input, case.target, **case.kwargs, grad_output=grad_output)
     computed = GRADIENTS[case.loss](case.input, case.target, **case.kwargs, grad_output=grad_output)
     operations = gradient_operations(case)
@@ -361,7 +369,7 @@ def check_gradient(case: Case, data: st.DataObject) -> None:
         exact,
         operations,
         _denominator_conditioning(case, loss),
-        operations * (case.input.size + 1) * ETA * amplification(case, loss, grad_output),
+        operations * (case.input.size + 1) * amplified_eta(case, loss, grad_output),
         what=f"the reference's gradient of {case.loss} against the exact derivative, for {case.describe()}",
         repro=gradient_reproducer(case, grad_output),
     )
@@ -431,6 +439,26 @@ def test_reference_cross_entropy_gradient_is_within_k_u_s_of_the_exact_derivativ
     """The reference's cross-entropy gradient is within K u S of the exact derivative, S built from the terms
     softmax_k a_c and a_k of sum_c a_c (softmax_k - [k = c])."""
     check_gradient(data.draw(strategies.cross_entropy_cases(FLOAT64), label="case"), data)
+
+
+# Soak seed 46: torch's gradient 0, the reference's NaN. The total weight is the subnormal w[2], so the smoothing
+# term (eps / C) (s_k sum_j w_j - w_k) / W is about 4e321 before grad_output multiplies it: it overflows float64
+# although the gradient is 0 for grad_output 0 and about 4e21 for grad_output 1e-300 (and infinite for 1).
+SUBNORMAL_TOTAL_WEIGHT = Case(
+    "cross_entropy",
+    np.zeros(5),
+    np.array(2),
+    {"weight": np.array([1.0, 1.0, 5e-324, 1.0, 1.0]), "label_smoothing": 0.5},
+)
+
+
+@pytest.mark.parametrize("grad_output", [0.0, 1e-300, -3.0])
+def test_a_gradient_whose_factors_overflow_on_the_way_is_exact(grad_output):
+    """Where factors of the cross-entropy gradient overflow float64 but the product with grad_output need not, the
+    reference's gradient is the exact one, rounded: 0, finite, or infinite as the exact value is."""
+    case = SUBNORMAL_TOTAL_WEIGHT
+    loss = oracle.LOSSES[case.loss](case.input, case.target, **case.kwargs)
+    check_gradient_at(case, loss, np.float64(grad_output))
 
 
 # ---------------------------------------------------------------------------------------------

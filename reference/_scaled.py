@@ -1,0 +1,66 @@
+"""Float64 values with an unbounded exponent, for gradients whose factors overflow or underflow on the way.
+
+A mean's gradient is grad_output * w[y] / W times a probability term, and its factors need not be
+representable one by one: a subnormal total weight W makes w / W overflow, and a tiny grad_output times a
+subnormal weight underflows, although the whole product is an ordinary number (or exactly 0 where
+grad_output is 0). Soak seed 46 found the first: weights [1, 1, 5e-324, 1, 1], target 2, label smoothing 0.5
+and grad_output 0, where the gradient is 0 but (eps / C) * w_k / W is 4e321 and the naive product NaN.
+
+``Scaled`` carries each value as a mantissa in [0.5, 1) and an integer exponent (``numpy.frexp``'s split), so
+products and quotients round once per operation, as float64 would, but never overflow or underflow before
+``value()`` rounds the result to float64 once more (to infinity only if the result itself overflows).
+Zero, infinity and NaN keep their float64 behaviour: they live in the mantissa, and 0 * inf is NaN.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+F64 = NDArray[np.float64]
+Exponent = NDArray[np.int64]
+
+
+class Scaled(NamedTuple):
+    mantissa: F64
+    exponent: Exponent
+
+    @staticmethod
+    def of(values: ArrayLike) -> Scaled:
+        mantissa, exponent = np.frexp(np.asarray(values, dtype=np.float64))
+        return Scaled(mantissa, exponent.astype(np.int64))
+
+    @staticmethod
+    def power_of_two(exponent: int) -> Scaled:
+        return Scaled(np.asarray(0.5), np.asarray(exponent + 1, dtype=np.int64))
+
+    def _normalized(self, mantissa: F64, exponent: Exponent) -> Scaled:
+        with np.errstate(invalid="ignore"):
+            renormalized, shift = np.frexp(mantissa)
+        return Scaled(renormalized, exponent + shift)
+
+    def __mul__(self, other: Scaled) -> Scaled:  # type: ignore[override]
+        with np.errstate(invalid="ignore"):
+            return self._normalized(self.mantissa * other.mantissa, self.exponent + other.exponent)
+
+    def __truediv__(self, other: Scaled) -> Scaled:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._normalized(self.mantissa / other.mantissa, self.exponent - other.exponent)
+
+    def __add__(self, other: Scaled) -> Scaled:  # type: ignore[override]
+        """Both terms brought to the larger one's exponent (a zero's exponent counts as none), then added: the
+        smaller term loses only digits below 2^-1074 of the larger, far under the sum's own rounding."""
+        common = np.where(
+            self.mantissa == 0,
+            other.exponent,
+            np.where(other.mantissa == 0, self.exponent, np.maximum(self.exponent, other.exponent)),
+        )
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = np.ldexp(self.mantissa, self.exponent - common) + np.ldexp(other.mantissa, other.exponent - common)
+        return self._normalized(total, common)
+
+    def value(self) -> F64:
+        with np.errstate(over="ignore", under="ignore"):
+            return np.asarray(np.ldexp(self.mantissa, self.exponent))
