@@ -11,6 +11,7 @@ partial last block and the thread pool.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,6 +61,7 @@ def assert_same_bits(fast: tuple[str, Any], plain: tuple[str, Any], what: str, c
     )
 
 
+@functools.cache  # built once, like the strategies it combines
 def categorical_cases() -> st.SearchStrategy[Case]:
     return st.one_of(
         strategies.cross_entropy_cases(FLOAT64, "index"),
