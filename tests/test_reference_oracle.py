@@ -443,7 +443,7 @@ def test_reference_cross_entropy_gradient_is_within_k_u_s_of_the_exact_derivativ
 
 # Soak seed 46: torch's gradient 0, the reference's NaN. The total weight is the subnormal w[2], so the smoothing
 # term (eps / C) (s_k sum_j w_j - w_k) / W is about 4e321 before grad_output multiplies it: it overflows float64
-# although the gradient is 0 for grad_output 0 and about 4e21 for grad_output 1e-300 (and infinite for 1).
+# although the gradient is 0 for grad_output 0 and about 4e21 for grad_output 1e-300 (and infinite for -3).
 SUBNORMAL_TOTAL_WEIGHT = Case(
     "cross_entropy",
     np.zeros(5),
