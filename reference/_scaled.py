@@ -22,6 +22,11 @@ from numpy.typing import ArrayLike, NDArray
 F64 = NDArray[np.float64]
 Exponent = NDArray[np.int64]
 
+# ln 2 split in two (Cody and Waite): LN2_HIGH holds its first 29 bits, so k * LN2_HIGH is exact for |k| < 2^24;
+# LN2_LOW is the rest, ln 2 - LN2_HIGH, rounded (what it leaves out is 1.3e-27). Both were worked out to 50 digits.
+LN2_HIGH = float.fromhex("0x1.62e42ff000000p-1")
+LN2_LOW = float.fromhex("-0x1.718432a1b0e26p-35")
+
 
 class Scaled(NamedTuple):
     mantissa: F64
@@ -35,6 +40,39 @@ class Scaled(NamedTuple):
     @staticmethod
     def power_of_two(exponent: int) -> Scaled:
         return Scaled(np.asarray(0.5), np.asarray(exponent + 1, dtype=np.int64))
+
+    @staticmethod
+    def exp(t: ArrayLike) -> Scaled:
+        """e^t for any t, also where float64's e^t overflows or underflows: e^t = 2^k e^r, k the integer nearest
+        t / ln 2 and r = (t - k LN2_HIGH) - k LN2_LOW, |r| <= ln 2 / 2. The first difference is exact (Sterbenz:
+        t and k LN2_HIGH are within a factor 2 of each other), so e^r errs by exp's own error and r's one
+        rounding, u |r| <= u / 2. (Beyond |k| = 2^24, |t| > 1.1e7, e^t is past any float64 product anyway.)"""
+        t = np.asarray(t, dtype=np.float64)
+        finite = np.isfinite(t)
+        with np.errstate(invalid="ignore"):
+            k = np.where(finite, np.rint(t / np.log(2.0)), 0.0)
+            r = np.where(finite, (t - k * LN2_HIGH) - k * LN2_LOW, t)
+            mantissa, exponent = np.frexp(np.exp(r))
+        return Scaled(mantissa, exponent.astype(np.int64) + k.astype(np.int64))
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Scaled:
+        """The sum along ``axis``, its terms brought to the largest exponent among them (zeros and non-finite
+        terms aside), so that terms past float64's range add up as they are: the smaller lose only digits below
+        2^-1074 of the largest, far under the sum's own rounding."""
+        counts = np.isfinite(self.mantissa) & (self.mantissa != 0)
+        lowest = np.iinfo(np.int64).min // 4
+        common = np.max(np.where(counts, self.exponent, lowest), axis=axis, keepdims=True, initial=lowest)
+        common = np.where(common == lowest, 0, common)
+        with np.errstate(invalid="ignore", over="ignore"):
+            aligned = np.ldexp(self.mantissa, self.exponent - common)
+            total = np.sum(aligned, axis=axis, keepdims=keepdims)
+        return self._normalized(total, common if keepdims else np.squeeze(common, axis=axis))
+
+    def where(self, condition: ArrayLike, other: Scaled) -> Scaled:
+        """This value where ``condition`` holds, ``other`` elsewhere."""
+        return Scaled(
+            np.where(condition, self.mantissa, other.mantissa), np.where(condition, self.exponent, other.exponent)
+        )
 
     def _normalized(self, mantissa: F64, exponent: Exponent) -> Scaled:
         with np.errstate(invalid="ignore"):

@@ -230,23 +230,25 @@ def kl_div_grad(
     x_in, t_in = v.as_array(input), v.as_array(target)
     shape = np.broadcast_shapes(x_in.shape, t_in.shape)
     t = np.broadcast_to(t_in.astype(np.float64), shape)
-    with np.errstate(over="ignore"):
-        slope = -(np.exp(t) if log_target else t)
+    slope = Scaled.exp(t) if log_target else Scaled.of(t)
+    go = Scaled.of(np.negative(grad_output, dtype=np.float64))
     if reduction == "batchmean":
         # batchmean divides by the first size, and an unbatched (0-d) input by nothing.
-        per_element = _scale(slope, "mean", grad_output, float(x_in.shape[0]) if x_in.ndim else 1.0)
+        per_element = slope * go / Scaled.of(float(x_in.shape[0]) if x_in.ndim else 1.0)
+    elif reduction == "mean":
+        per_element = slope * go / Scaled.of(float(int(np.prod(shape))))
     else:
-        per_element = _scale(slope, reduction, grad_output, float(int(np.prod(shape))))
+        per_element = slope * go
     return _sum_to_shape(per_element, x_in.shape)
 
 
-def _sum_to_shape(gradient: F64, shape: tuple[int, ...]) -> F64:
-    """A gradient of the broadcast shape, summed back over the dimensions broadcasting added or stretched."""
-    extra = gradient.ndim - len(shape)
-    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN, in torch as here
-        summed = np.sum(gradient, axis=tuple(range(extra))) if extra else gradient
-        stretched = tuple(i for i, size in enumerate(shape) if size == 1 and summed.shape[i] != 1)
-        return np.asarray(np.sum(summed, axis=stretched, keepdims=True) if stretched else summed)
+def _sum_to_shape(gradient: Scaled, shape: tuple[int, ...]) -> F64:
+    """A gradient of the broadcast shape, summed back over the dimensions broadcasting added or stretched, then
+    rounded to float64 once: terms past float64's range may still cancel or be divided back into it."""
+    extra = gradient.mantissa.ndim - len(shape)
+    summed = gradient.sum(axis=tuple(range(extra))) if extra else gradient
+    stretched = tuple(i for i, size in enumerate(shape) if size == 1 and summed.mantissa.shape[i] != 1)
+    return (summed.sum(axis=stretched, keepdims=True) if stretched else summed).value()
 
 
 def sigmoid_focal_loss_grad(

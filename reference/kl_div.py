@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
+from ._scaled import Scaled
 
 F64 = NDArray[np.float64]
 
@@ -48,19 +49,21 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_tar
     t = np.broadcast_to(t_in.astype(np.float64), shape)
     with np.errstate(invalid="ignore", over="ignore"):
         if log_target:
-            losses = np.where(t == -np.inf, 0.0, np.exp(t) * (t - log_q))
+            # e^t is carried with an unbounded exponent: it overflows float64 beyond t = 709.78 where the loss need
+            # not (0 where log q = t, and a mean may bring a large sum back into range).
+            zero = Scaled.of(np.zeros(shape))
+            losses = (Scaled.exp(t) * Scaled.of(t - log_q)).where(t != -np.inf, zero)
         else:
-            losses = np.where(t == 0, 0.0, _xlogx(t) - t * log_q)
-    return _reduce(np.asarray(losses), reduction, x_in.shape)
+            losses = Scaled.of(np.where(t == 0, 0.0, _xlogx(t) - t * log_q))
+    return _reduce(losses, reduction, x_in.shape)
 
 
-def _reduce(losses: F64, reduction: str, input_shape: tuple[int, ...]) -> F64:
+def _reduce(losses: Scaled, reduction: str, input_shape: tuple[int, ...]) -> F64:
+    """The reduction, rounded to float64 once at the end (a sum past float64's range may still have a mean in it)."""
     if reduction == "none":
-        return losses
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        total = np.sum(losses)
-        if reduction == "sum":
-            return np.asarray(total)
-        if reduction == "mean":
-            return np.asarray(total / np.float64(losses.size))
-        return np.asarray(total / np.float64(input_shape[0]) if input_shape else total)
+        return losses.value()
+    total = losses.sum()
+    if reduction == "sum":
+        return total.value()
+    count = losses.mantissa.size if reduction == "mean" else (input_shape[0] if input_shape else 1)
+    return (total / Scaled.of(float(count))).value()

@@ -103,7 +103,8 @@ def exclude_if_unbounded(bound: np.ndarray, want: np.ndarray) -> None:
     if np.any(np.isinf(bound)) and np.asarray(want).size:
         ledger.exclude(
             "no finite bound: the mean's total weight is within rounding error of 0, "
-            "or the result or a partial sum is within rounding error of the dtype's overflow threshold, "
+            "or the result, a partial sum or an exponential is within rounding error of the dtype's overflow "
+            "threshold, "
             "or a power's base is within rounding error of 0 (a fractional power of a negative base is NaN, "
             "a negative power of 0 is inf)"
         )

@@ -183,9 +183,14 @@ class Tracked:
 
     # -- functions ------------------------------------------------------------------------
     def exp(self) -> Tracked:
-        with np.errstate(over="ignore"):  # e^710 is inf in float64 too: both sides are then compared exactly
+        """e^x, and no finite bound where e^x of a finite x is past float64's range: torch's e^x is inf there
+        (past the dtype's range, ``_like`` says the same), while the reference carries e^x exactly (e^710 * 0 is 0
+        to it and NaN to torch)."""
+        with np.errstate(over="ignore", invalid="ignore"):
             value = np.exp(self.value)
-        return self._rounded(value, _times(value, np.expm1(self.error)), TRANSCENDENTAL_ERROR)
+            propagated = _times(value, np.expm1(self.error))
+            propagated = np.where(np.isfinite(self.value) & np.isinf(value), np.inf, propagated)
+        return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
 
     def expm1(self) -> Tracked:
         """e^x - 1 as one function (accurate near 0, where exp(x) - 1 cancels); e^(x + d) - e^x = e^x (e^d - 1)."""
@@ -272,6 +277,9 @@ class Tracked:
                 np.sum(np.where(self.value < 0, -self.value, 0.0), axis=axis),
             )
             propagated = np.where(np.isfinite(value) & (reach + propagated > self.largest), np.inf, propagated)
+            # A term without a finite bound leaves the sum without one, also where that term's value is NaN (0 * inf
+            # where torch's e^x overflowed) and the magnitudes' sum is NaN with it.
+            propagated = np.where(np.any(np.isinf(self.error), axis=axis), np.inf, propagated)
         return self._like(value, propagated)
 
     def where(self, condition: F64, other: Tracked | float) -> Tracked:
