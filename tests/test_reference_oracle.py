@@ -143,8 +143,9 @@ def forward_operations(case: Case) -> int:
     elif case.loss == "nll_loss":
         element = ARITHMETIC  # -w[y] * x[y]
     elif case.loss == "kl_div":
-        # t log t: log (T), * t (1); - t log q (1). With log targets: t - log q (1), * e^t (T + 1).
-        element = TRANSCENDENTAL + 2 * ARITHMETIC
+        # t log t: log (T), * t (1); - t log q (1). With log targets: t - log q (1), times e^t (1), whose e^r errs by
+        # exp's own error (T) and the rounding of r (1; see reference/_scaled.py).
+        element = TRANSCENDENTAL + (3 if case.kwargs.get("log_target") else 2) * ARITHMETIC
     elif _has_probability_target(case):
         # log_softmax; * t' (t' = (1 - eps) t + eps / C is 3 roundings on a shorter path), * w (1), sum over C.
         element = _log_softmax_operations(classes) + 2 * ARITHMETIC + _sum_of(classes)
@@ -173,8 +174,9 @@ def gradient_operations(case: Case) -> int:
     elif case.loss == "nll_loss":
         element = 0  # -scale * w[y] is the product with grad_output, counted below
     elif case.loss == "kl_div":
-        # -t is exact, -e^t is exp's (T); the sum over the dimensions the input was broadcast along comes last.
-        element = (TRANSCENDENTAL if case.kwargs.get("log_target") else 0) + _sum_of(
+        # -t is exact; e^t errs by exp's own error and r's rounding (T + 1); the sum over the dimensions the input
+        # was broadcast along comes last.
+        element = (TRANSCENDENTAL + ARITHMETIC if case.kwargs.get("log_target") else 0) + _sum_of(
             _elements(case) // max(case.input.size, 1)
         )
     elif _has_probability_target(case):
