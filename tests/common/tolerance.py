@@ -90,6 +90,11 @@ def _times(a: F64, b: F64) -> F64:
         return np.where(np.isnan(product), np.inf, product)
 
 
+def _size(value: F64) -> F64:
+    """|value| as a factor of a propagated error: 0 for NaN, whose product is NaN however the other factor moves."""
+    return np.where(np.isnan(value), 0.0, np.abs(value))
+
+
 @dataclass(frozen=True)
 class Tracked:
     """A value (computed in float64) and a bound on the absolute error of torch's computation."""
@@ -156,8 +161,10 @@ class Tracked:
     def __mul__(self, other: Tracked | float | F64) -> Tracked:
         o = self._lift(other)
         with np.errstate(invalid="ignore", over="ignore"):
+            # A factor that is NaN makes the product NaN whatever the other factor's error: its size is no term
+            # (log of a negative KL target times t stays an exact NaN, compared as a NaN).
             propagated = (
-                _times(np.abs(self.value), o.error) + _times(np.abs(o.value), self.error) + _times(self.error, o.error)
+                _times(_size(self.value), o.error) + _times(_size(o.value), self.error) + _times(self.error, o.error)
             )
             product = self.value * o.value  # 0 * inf is NaN, as in torch
         return self._rounded(product, propagated)
