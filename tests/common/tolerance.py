@@ -18,9 +18,10 @@ terms adds gamma_{n-1} = (n-1)u / (1-(n-1)u) times the sum of their magnitudes, 
 summation order. The result is a rigorous worst-case bound whose scale follows from the
 computation itself: it grows with max|logit| and C for log-softmax losses, with |x| for
 BCEWithLogits, with the number of elements for reductions, and it becomes infinite when a
-'mean' divides by a total weight that rounding could drive to zero, or when a result may leave
-the dtype's finite range (problems that no finite bound describes: the properties exclude them,
-with the reason shown in the run's summary).
+'mean' divides by a total weight that rounding could drive to zero, or when a result, a partial
+sum or an exponential may leave the dtype's finite range, and for a sum with such a term (problems
+that no finite bound describes: the properties exclude them, with the reason shown in the run's
+summary). A NaN operand makes a product an exact NaN (compared as NaN), not an unbounded one.
 
 Gradients are replayed the same way, in the order of torch's backward formulas (aten's
 ``*_backward`` kernels, and autograd's chain through log_softmax for cross-entropy), with the
