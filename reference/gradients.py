@@ -155,8 +155,11 @@ def nll_loss_grad(
     x_in, t_in = v.as_array(input), v.as_array(target)
     weights = _check_index_arguments(x_in, t_in, weight, "nll_loss")
     class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
-    slope = Scaled.of(np.where(one_hot, -1.0, 0.0) * np.ones(x_in.shape))
-    return _at_kept(picked, grad_output, class_dim, _per_unit_total_weight(picked, reduction, class_dim) * slope)
+    slope = _per_unit_total_weight(picked, reduction, class_dim) * Scaled.of(-1.0)
+    at_target = _at_kept(picked, grad_output, class_dim, slope)
+    # Off the target class the derivative is exactly 0, also where the mean is undefined (a total weight of 0,
+    # whose w[y] / W is NaN): each position's loss reads its input at the target alone.
+    return np.asarray(np.where(np.broadcast_to(one_hot, x_in.shape), at_target, 0.0))
 
 
 def cross_entropy_grad(

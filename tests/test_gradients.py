@@ -62,6 +62,22 @@ def test_gradient_matches_reference(data, variant, dtype, device, implementation
     check_gradient_parity(case, grad_output, impl, form=form, dtype=dtype, device=device)
 
 
+# Soak seed 55: every kept target weighs 0, so the mean's w[y] / W is 0 / 0. The derivative at the target is then
+# undefined (NaN in torch and in the reference), but off the target it is 0 whatever W is: each position's loss
+# reads its input at the target alone. The reference had multiplied that NaN into every class.
+# (One position, so that the model's total weight is an exact 0: a sum of two exact zeros may carry eta.)
+ZERO_TOTAL_WEIGHT = Case("nll_loss", np.zeros(3), np.array(0), {"weight": np.array([0.0, 1.0, 1.0])})
+
+
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+def test_nll_gradient_is_0_off_the_target_where_the_total_weight_is_0(dtype, device, implementation_in_its_form):
+    """NLL's gradient for a 'mean' over a total weight of 0, with grad_output 0 (as the soak drew it): NaN at the
+    target, exactly 0 at every other class. (A non-zero grad_output makes torch's grad_output / W infinite, and
+    the tolerance model then leaves 0 * inf without a bound.)"""
+    impl, form = implementation_in_its_form("nll_loss")
+    check_gradient_parity(ZERO_TOTAL_WEIGHT, np.asarray(0.0), impl, form=form, dtype=dtype, device=device)
+
+
 # --- torch's own consistency checks, in float64 ---------------------------------------------------
 
 # gradcheck perturbs every input element: a handful of small cases per loss is its budget.
