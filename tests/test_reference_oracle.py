@@ -35,7 +35,8 @@ The floor is the standard model's absolute term: an operation that underflows lo
 eta = 2^-1074, and later products and the mean's division magnify it, so floor = K (elements + 1)
 eta A, with A the product of the largest magnitudes (at least 1) of every later factor (weight,
 pos_weight, float target, grad_output; for cross-entropy also -log softmax, which multiplies the
-smoothed target, and the smoothing sum, which multiplies eps / C), divided by min(1, |D|).
+smoothed target, and the smoothing sum, which multiplies eps / C; for KL with log targets |t| + |log q|,
+which multiplies e^t), divided by min(1, |D|), and "elements" counts those of the broadcast result.
 
 The standard model has no term for overflow: an intermediate result past float64's range is not
 a rounding error but a wrong answer. NaN and infinities are therefore compared exactly: the exact
@@ -348,7 +349,7 @@ def mpmath_repr(value: Any) -> str:
 
 def _exclude_large(case: Case) -> None:
     if _elements(case) > MAX_ELEMENTS:
-        ledger.exclude(f"more than {MAX_ELEMENTS} input elements: the 60-digit oracle would exceed the time budget")
+        ledger.exclude(f"more than {MAX_ELEMENTS} elements: the 60-digit oracle would exceed the time budget")
 
 
 def check_forward(case: Case) -> None:
