@@ -16,7 +16,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from tests.common.implementations import ImplUnderTest, implementation_under_test
+from verification.implementations import ImplUnderTest, implementation_under_test
 
 # The evidence plugin (reporting/), the hooks that hand it what each test measured, and pytester for the
 # meta tests that run the plugin on small suites of their own.

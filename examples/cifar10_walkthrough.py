@@ -12,7 +12,7 @@ Linear(84, 10), and its optimiser, SGD(lr=0.001, momentum=0.9).
 Then it goes a step further than the article. It trains the same network from the same initial weights on the same
 batches twice: once with nn.CrossEntropyLoss, and once with ``ReferenceCrossEntropy``, a loss whose forward is
 ``reference.cross_entropy`` and whose backward is ``reference.gradients.cross_entropy_grad`` (NumPy, float64). The two
-trajectories must end within a bound derived from the suite's tolerance model (``tests/common/tolerance.py``), never
+trajectories must end within a bound derived from the suite's tolerance model (``verification/tolerance/``), never
 from observed errors. ``tests/test_cifar10_walkthrough.py`` states the derivation and asserts it. Everything runs in
 float64, so that the comparison shows the loss and not float32 training noise.
 
@@ -48,8 +48,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import reference
 from reference.gradients import cross_entropy_grad
-from tests.common import tolerance
-from tests.common.dtypes import FLOAT64
+from verification import registry
+from verification.dtypes import FLOAT64
 
 LEARNING_RATE = 0.001
 MOMENTUM = 0.9
@@ -584,7 +584,7 @@ class StepAnalysis:
 
     logits: np.ndarray
     labels: np.ndarray
-    logit_gradient_bound: np.ndarray  # B_t = tolerance.gradient_error_bound("cross_entropy", float64, ...)
+    logit_gradient_bound: np.ndarray  # B_t = registry.gradient_error_bound("cross_entropy", float64, ...)
     propagated_logit_gradient_bound: Tensor  # (a) |J_t|^T B_t
     backward_rounding: Tensor  # (b) both runs' backward passes
     forward_rounding: Tensor  # (e) both runs' forward passes, through the loss and through the weight gradients
@@ -600,7 +600,7 @@ def analyse_step(net: Net, batch: Batch, seed: int = 0) -> StepAnalysis:
     F.cross_entropy(logits, labels).backward()
     logit_gradient = logits.grad.detach() if logits.grad is not None else torch.zeros_like(logits)
     logit_np = _numpy(fw.fc3)
-    bound = tolerance.gradient_error_bound("cross_entropy", FLOAT64, logit_np, batch.labels, np.asarray(1.0))
+    bound = registry.gradient_error_bound("cross_entropy", FLOAT64, logit_np, batch.labels, np.asarray(1.0))
     jacobian = logit_jacobian(net, fw).abs()
     rounding = forward_rounding(net, fw)
     hessian_norm = hessian_norm_estimate(net, batch, seed=seed)

@@ -1,7 +1,7 @@
 """A cross-entropy written from the formula with torch tensor operations, as a port or a fused kernel would be,
 and checked by the suite exactly as torch's own is:
 
-    python3 -m pytest tests/test_cross_entropy.py tests/test_gradients.py -k "cross_entropy and matches_reference" \\
+    python3 -m pytest tests/test_parity.py tests/test_gradients.py -k "cross_entropy and matches_reference" \\
         --impl cross_entropy=examples.independent_cross_entropy:cross_entropy
 
 It implements torch's documented semantics (class weights, ignore_index, label smoothing, probability targets,

@@ -275,12 +275,3 @@ def sigmoid_focal_loss_grad(
         per_element = alpha_weight(y, alpha) * (np.power(q, gamma) * (bce_slope + focal_slope))
     return _scale(np.asarray(per_element, dtype=np.float64), reduction, grad_output, float(y.size))
 
-
-GRADIENTS = {
-    "binary_cross_entropy": binary_cross_entropy_grad,
-    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_grad,
-    "nll_loss": nll_loss_grad,
-    "cross_entropy": cross_entropy_grad,
-    "kl_div": kl_div_grad,
-    "sigmoid_focal_loss": sigmoid_focal_loss_grad,
-}

@@ -70,12 +70,13 @@ def _git(root: pathlib.Path, *args: str) -> str | None:
 
 
 def suite(root: pathlib.Path) -> dict[str, Any]:
-    status = _git(root, "status", "--porcelain", "--", "reference", "tests", "conftest.py", "reporting")
+    status = _git(root, "status", "--porcelain", "--", "reference", "verification", "tests", "conftest.py", "reporting")
     return {
         "version": _version("loss-parity"),
         "git_commit": _git(root, "rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "reference_sha256": _tree_hash(root, "reference"),
+        "verification_sha256": _tree_hash(root, "verification"),
         "tests_sha256": _tree_hash(root, "tests"),
         "python_executable": sys.executable,
     }

@@ -30,7 +30,7 @@ def _mutation_words(summary: dict[str, Any]) -> list[str]:
     survivors = f" Survivors: {', '.join(score['survivors'])}." if score["survivors"] else ""
     return [
         f"Mutation score: {score['caught']} of {score['planted']} planted bugs caught by this run's properties "
-        f"(tests/meta/planted_bugs.py).{survivors}",
+        f"(verification/planted_bugs.py).{survivors}",
         "",
     ]
 
@@ -48,7 +48,8 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Suite {suite['version']} at commit `{suite['git_commit']}`"
         f"{' (with uncommitted changes)' if suite['git_dirty'] else ''}; "
-        f"reference/ sha256 `{suite['reference_sha256'][:16]}`, tests/ sha256 `{suite['tests_sha256'][:16]}`.",
+        f"reference/ sha256 `{suite['reference_sha256'][:16]}`, "
+        f"verification/ sha256 `{suite['verification_sha256'][:16]}`, tests/ sha256 `{suite['tests_sha256'][:16]}`.",
         "",
         f"Hypothesis profile: {run['hypothesis_profile']}; {_seed_words(run)}.",
         "",

@@ -127,7 +127,7 @@ class EvidencePlugin:
         }
 
 
-TOLERANCE_MODEL = ROOT / "tests" / "common" / "tolerance.py"
+TOLERANCE_MODEL = ROOT / "verification" / "tolerance" / "__init__.py"
 
 
 def _tolerance_model() -> dict[str, str]:
@@ -193,7 +193,7 @@ def _summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-# The meta test that runs each planted bug (tests/meta/planted_bugs.py) against the suite's properties.
+# The meta test that runs each planted bug (verification/planted_bugs.py) against the suite's properties.
 PLANTED_BUG_CHECK = "test_planted_bugs.py::test_a_property_catches_planted_bug["
 
 

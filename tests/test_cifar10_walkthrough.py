@@ -10,8 +10,8 @@ A driven by nn.CrossEntropyLoss, run B by ``ReferenceCrossEntropy`` (forward ``r
 ``reference.gradients.cross_entropy_grad``).
 
 Teacher-forced: at the weights run A holds before each step, B's loss equals A's within
-``tolerance.error_bound('cross_entropy', FLOAT64, logits, labels)`` and B's logit gradient equals A's within
-``tolerance.gradient_error_bound(..., grad_output=1.0)``.
+``registry.error_bound('cross_entropy', FLOAT64, logits, labels)`` and B's logit gradient equals A's within
+``registry.gradient_error_bound(..., grad_output=1.0)``.
 
 Free-running: ||W^B_t - W^A_t||_2 stays within a bound built from the tolerance model and rounding-error analysis,
 never from observed errors. With W, v each run's weights and momentum buffer and g its computed gradient, torch's SGD
@@ -94,11 +94,12 @@ import torch
 from torch import Tensor, nn
 
 from examples import cifar10_walkthrough as walkthrough
-from tests.common import ledger, tolerance
-from tests.common.cases import Case
-from tests.common.compare import ParityError, assert_close
-from tests.common.dtypes import FLOAT32, FLOAT64, Dtype
-from tests.common.reproducer import expressions_snippet, gradient_snippet, snippet
+from verification import ledger, registry
+from verification.cases import Case
+from verification.compare import ParityError, assert_close
+from verification.dtypes import FLOAT32, FLOAT64, Dtype
+from verification.reproducer import expressions_snippet, gradient_snippet, snippet
+from verification.tolerance import identities
 
 SEED = 0
 STEPS = walkthrough.DEFAULT_STEPS
@@ -171,8 +172,8 @@ def check_softmax_rows(chain: walkthrough.ArticleChain, dtype: Dtype, source: st
 def check_softmax_log_nll(chain: walkthrough.ArticleChain, batch: walkthrough.Batch, dtype: Dtype) -> None:
     __tracebackhide__ = True
     case = _case(chain, batch)
-    bound = tolerance.error_bound("cross_entropy", dtype, case.input, case.target) + (
-        tolerance.softmax_log_nll(dtype, case.input, case.target).error
+    bound = registry.error_bound("cross_entropy", dtype, case.input, case.target) + (
+        identities.softmax_log_nll(dtype, case.input, case.target).error
     )
     assert np.all(np.isfinite(bound)), "the network's logits are moderate: the bound should be finite"
     assert_close(
@@ -198,7 +199,7 @@ def check_log_softmax_nll(chain: walkthrough.ArticleChain, batch: walkthrough.Ba
     assert_close(
         chain.nll_of_log_softmax,
         _as_numpy(chain.cross_entropy),
-        2 * tolerance.error_bound("cross_entropy", dtype, case.input, case.target),
+        2 * registry.error_bound("cross_entropy", dtype, case.input, case.target),
         dtype=dtype,
         what=f"NLL(LogSoftmax(x)) against CrossEntropy(x) for the tutorial network's output, {case.describe()}, "
         f"{dtype} on cpu",
@@ -255,7 +256,7 @@ def check_teacher_forced(run: Run) -> None:
         assert_close(
             torch_loss,
             _as_numpy(reference_loss),
-            tolerance.error_bound("cross_entropy", FLOAT64, case.input, case.target),
+            registry.error_bound("cross_entropy", FLOAT64, case.input, case.target),
             what=what,
             dtype=FLOAT64,
             repro=snippet(case, FLOAT64, "cpu", "functional"),
@@ -264,7 +265,7 @@ def check_teacher_forced(run: Run) -> None:
         assert_close(
             torch_logits.grad,
             _as_numpy(reference_logits.grad),
-            tolerance.gradient_error_bound("cross_entropy", FLOAT64, case.input, case.target, np.asarray(1.0)),
+            registry.gradient_error_bound("cross_entropy", FLOAT64, case.input, case.target, np.asarray(1.0)),
             what=f"the gradient at {what}",
             dtype=FLOAT64,
             repro=gradient_snippet(case, np.asarray(1.0), FLOAT64, "cpu", "functional"),

@@ -1,25 +1,11 @@
-"""CrossEntropyLoss and F.cross_entropy against the reference."""
+"""CrossEntropyLoss: its named divergences (its parity properties are generated from the registry: test_parity.py)."""
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 import reference
-from tests.common.dtypes import PARITY_DTYPES
-from tests.common.implementations import FORMS, torch_impl
-from tests.common.properties import loss_matches_reference, variants_of
-
-
-@pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
-@pytest.mark.parametrize("variant", variants_of("cross_entropy"), ids=str)
-@given(data=st.data())
-def test_cross_entropy_matches_reference(data, variant, dtype, form, device, implementation):
-    """CrossEntropyLoss equals the reference within the tolerance model (each variant's claim: properties.py)."""
-    case = data.draw(variant.cases(dtype), label="case")
-    loss_matches_reference(case, implementation("cross_entropy", form), form=form, dtype=dtype, device=device)
+from verification.implementations import FORMS, torch_impl
 
 
 @pytest.mark.parametrize("form", FORMS)

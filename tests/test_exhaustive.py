@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import reference
-from tests.common import ledger, tolerance
-from tests.common.compare import ParityError
-from tests.common.dtypes import BFLOAT16, FLOAT16, Dtype
+from verification import ledger, registry
+from verification.compare import ParityError
+from verification.dtypes import BFLOAT16, FLOAT16, Dtype
 
 SWEPT_DTYPES = (FLOAT16, BFLOAT16)
 
@@ -116,7 +116,7 @@ def test_bce_with_logits_at_every_finite_logit(dtype, target, pos_weight, device
     y = np.full_like(x, target)
     kwargs = {"reduction": "none"} | ({} if pos_weight is None else {"pos_weight": np.array([pos_weight])})
     want = reference.binary_cross_entropy_with_logits(x, y, **kwargs)
-    bound = tolerance.error_bound("binary_cross_entropy_with_logits", dtype, x, y, **kwargs)
+    bound = registry.error_bound("binary_cross_entropy_with_logits", dtype, x, y, **kwargs)
     as_tensor = lambda a: torch.as_tensor(a, dtype=dtype.torch, device=device)  # noqa: E731
     torch_kwargs = {k: as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     got = torch.nn.functional.binary_cross_entropy_with_logits(as_tensor(x), as_tensor(y), **torch_kwargs).cpu()
@@ -138,7 +138,7 @@ def test_bce_at_every_probability(dtype, target, device):
     p = values[(values >= 0) & (values <= 1)]
     y = np.full_like(p, target)
     want = reference.binary_cross_entropy(p, y, reduction="none")
-    bound = tolerance.error_bound("binary_cross_entropy", dtype, p, y, reduction="none")
+    bound = registry.error_bound("binary_cross_entropy", dtype, p, y, reduction="none")
     got = torch.nn.functional.binary_cross_entropy(
         torch.as_tensor(p, dtype=dtype.torch, device=device),
         torch.as_tensor(y, dtype=dtype.torch, device=device),

@@ -23,10 +23,9 @@ from hypothesis import strategies as st
 from torch.nn import functional as F
 
 import reference
-from reference.gradients import GRADIENTS
-from tests.common import ledger, strategies, tolerance
-from tests.common.cases import Case, to_torch
-from tests.common.compare import (
+from verification import ledger, registry, strategies
+from verification.cases import Case, to_torch
+from verification.compare import (
     ParityError,
     assert_close,
     check_gradient_parity,
@@ -34,9 +33,10 @@ from tests.common.compare import (
     check_same_rejection,
     exclude_if_unbounded,
 )
-from tests.common.dtypes import FLOAT64, PARITY_DTYPES, Dtype
-from tests.common.implementations import torchvision_focal_loss
-from tests.common.reproducer import expressions_snippet
+from verification.dtypes import FLOAT64, PARITY_DTYPES, Dtype
+from verification.implementations import torchvision_focal_loss
+from verification.reproducer import expressions_snippet
+from verification.tolerance import identities
 
 LOSS = "sigmoid_focal_loss"
 dtypes = pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
@@ -112,14 +112,14 @@ def test_torchvision_focal_gradient_is_nan_at_a_saturated_correct_prediction_for
     input, target, kwargs = to_torch(case, dtype, device)
     input.requires_grad_(True)
     impl(input, target, **kwargs).backward()
-    want = GRADIENTS[LOSS](case.input, case.target, **case.kwargs)
+    want = registry.reference_gradient(LOSS)(case.input, case.target, **case.kwargs)
     repro = expressions_snippet(
         case,
         dtype,
         device,
         "torch.autograd.grad(__import__('torchvision').ops.sigmoid_focal_loss("
         "input.requires_grad_(), target, **kwargs), input)",
-        "__import__('reference.gradients').gradients.GRADIENTS['sigmoid_focal_loss'](x, t, **np_kwargs)",
+        "__import__('reference.gradients').gradients.sigmoid_focal_loss_grad(x, t, **np_kwargs)",
     )
     assert input.grad is not None and torch.isnan(input.grad).all(), (
         f"torchvision's focal-loss gradient at {case.describe()} is {input.grad}, no longer NaN: the divergence is "
@@ -174,7 +174,7 @@ def test_focal_loss_with_gamma_0_and_no_alpha_is_bce_with_logits(data, dtype, de
     reduction = _reduction(case)
     bce = Case("binary_cross_entropy_with_logits", case.input, case.target, {"reduction": reduction})
     want = np.asarray(reference.sigmoid_focal_loss(case.input, case.target, **case.kwargs))
-    bound = np.asarray(tolerance.error_bound(bce.loss, dtype, bce.input, bce.target, **bce.kwargs))
+    bound = np.asarray(registry.error_bound(bce.loss, dtype, bce.input, bce.target, **bce.kwargs))
     exclude_if_unbounded(bound, want)
     x, y, _ = to_torch(case, dtype, device)
     assert_close(
@@ -203,9 +203,9 @@ def test_focal_gradient_with_gamma_0_and_no_alpha_is_bce_with_logits_gradient(da
     reduction = _reduction(case)
     shape = np.shape(reference.sigmoid_focal_loss(case.input, case.target, **case.kwargs))
     grad_output = data.draw(strategies.grad_outputs(dtype, shape), label="grad_output")
-    want = GRADIENTS[LOSS](case.input, case.target, **case.kwargs, grad_output=grad_output)
+    want = registry.reference_gradient(LOSS)(case.input, case.target, **case.kwargs, grad_output=grad_output)
     bound = np.asarray(
-        tolerance.gradient_error_bound(
+        registry.gradient_error_bound(
             "binary_cross_entropy_with_logits", dtype, case.input, case.target, grad_output, reduction=reduction
         )
     )
@@ -229,7 +229,7 @@ def test_focal_gradient_with_gamma_0_and_no_alpha_is_bce_with_logits_gradient(da
             device,
             f"torch.autograd.grad(F.binary_cross_entropy_with_logits(input.requires_grad_(), target, "
             f"reduction={reduction!r}), input, torch.as_tensor({grad_output.tolist()!r}, dtype=dtype))",
-            f"__import__('reference.gradients').gradients.GRADIENTS['sigmoid_focal_loss'](x, t, **np_kwargs, "
+            f"__import__('reference.gradients').gradients.sigmoid_focal_loss_grad(x, t, **np_kwargs, "
             f"grad_output=np.array({grad_output.tolist()!r}))",
         ),
     )
@@ -245,7 +245,7 @@ def test_focal_loss_is_bce_scaled_by_the_modulating_factor(data, dtype, device):
     gamma = case.kwargs.get("gamma", 2.0)
     case = Case(LOSS, case.input, labels, {"alpha": -1.0, "gamma": gamma, "reduction": "none"})
     want = np.asarray(reference.sigmoid_focal_loss(case.input, case.target, **case.kwargs))
-    bound = np.asarray(tolerance.focal_from_bce(dtype, case.input, case.target, gamma).error)
+    bound = np.asarray(identities.focal_from_bce(dtype, case.input, case.target, gamma).error)
     exclude_if_unbounded(bound, want)
     x, y, _ = to_torch(case, dtype, device)
     bce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
@@ -276,8 +276,8 @@ def test_focal_loss_never_exceeds_bce(data, dtype, device):
     case = data.draw(strategies.sigmoid_focal_loss_cases(dtype), label="case")
     case = case.with_kwargs(reduction="none")
     bce = Case("binary_cross_entropy_with_logits", case.input, case.target, {"reduction": "none"})
-    bce_bound = np.asarray(tolerance.error_bound(bce.loss, dtype, bce.input, bce.target, **bce.kwargs))
-    focal_bound = np.asarray(tolerance.error_bound(LOSS, dtype, case.input, case.target, **case.kwargs))
+    bce_bound = np.asarray(registry.error_bound(bce.loss, dtype, bce.input, bce.target, **bce.kwargs))
+    focal_bound = np.asarray(registry.error_bound(LOSS, dtype, case.input, case.target, **case.kwargs))
     x, y, _ = to_torch(case, dtype, device)
     torch_bce = _as_numpy(F.binary_cross_entropy_with_logits(x, y, reduction="none"))
     focal = {"the reference": (np.asarray(reference.sigmoid_focal_loss(case.input, case.target, **case.kwargs)), 0)}

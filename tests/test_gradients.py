@@ -11,40 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference
-from reference.gradients import GRADIENTS
-from tests.common import ledger, strategies, tolerance
-from tests.common.cases import Case, to_torch
-from tests.common.compare import check_gradient_parity
-from tests.common.divergences import exclude_if_known_gradient_divergence
-from tests.common.dtypes import FLOAT64, PARITY_DTYPES, Dtype
-from tests.common.implementations import FORMS, torch_impl
-from tests.common.properties import PARITY_VARIANTS, ParityVariant
+from verification import ledger, registry, strategies
+from verification.cases import Case, to_torch
+from verification.compare import check_gradient_parity
+from verification.dtypes import FLOAT64, PARITY_DTYPES, Dtype
+from verification.implementations import FORMS, torch_impl
+from verification.properties import exclude_if_known_gradient_divergence, output_shape
+from verification.registry import ParityVariant
 
-
-def _gradient_cases(variant: ParityVariant, dtype: Dtype) -> st.SearchStrategy[Case]:
-    if variant.loss == "binary_cross_entropy":
-        return strategies.binary_cross_entropy_cases(dtype, interior=True)
-    return variant.cases(dtype)
-
-
-GRADIENT_VARIANTS = [
-    ParityVariant(
-        variant.loss,
-        variant.name,
-        f"The gradient with respect to the input equals the reference's analytic gradient, for: {variant.claim}"
-        + (
-            " (probabilities with p(1 - p) >= 1e-12: below, torch's gradient is capped, a named divergence)"
-            if variant.loss == "binary_cross_entropy"
-            else ""
-        ),
-        lambda dtype, v=variant: _gradient_cases(v, dtype),
-    )
-    for variant in PARITY_VARIANTS
-]
-
-
-def _output_shape(case: Case) -> tuple[int, ...]:
-    return np.shape(getattr(reference, case.loss)(case.input, case.target, **case.kwargs))
+# Each parity variant's gradient property, as the registry derives it (BCE draws only where p(1 - p) >= 1e-12).
+GRADIENT_VARIANTS = registry.gradient_variants()
 
 
 # The module forms build the same autograd graph as the functional ones once their arguments reach the
@@ -58,7 +34,7 @@ def test_gradient_matches_reference(data, variant, dtype, device, implementation
     impl, form = implementation_in_its_form(variant.loss)
     case = data.draw(variant.cases(dtype), label="case")
     exclude_if_known_gradient_divergence(case)
-    grad_output = data.draw(strategies.grad_outputs(dtype, _output_shape(case)), label="grad_output")
+    grad_output = data.draw(strategies.grad_outputs(dtype, output_shape(case)), label="grad_output")
     check_gradient_parity(case, grad_output, impl, form=form, dtype=dtype, device=device)
 
 
@@ -110,7 +86,7 @@ def _smooth_case(variant: ParityVariant, dtype: Dtype) -> st.SearchStrategy[Case
 
 
 @GRADCHECK_BUDGET
-@pytest.mark.parametrize("variant", PARITY_VARIANTS, ids=lambda v: f"{v.loss}-{v.name}")
+@pytest.mark.parametrize("variant", registry.parity_variants(), ids=lambda v: f"{v.loss}-{v.name}")
 @given(data=st.data())
 def test_torch_gradients_pass_gradcheck_and_gradgradcheck(data, variant, device):
     """torch.autograd.gradcheck and gradgradcheck pass in float64: torch's analytic first and second derivatives
@@ -118,15 +94,15 @@ def test_torch_gradients_pass_gradcheck_and_gradgradcheck(data, variant, device)
     case = data.draw(_smooth_case(variant, FLOAT64), label="case")
     exclude_if_known_gradient_divergence(case)
     try:
-        want = getattr(reference, case.loss)(case.input, case.target, **case.kwargs)
+        want = registry.info(case.loss).reference(case.input, case.target, **case.kwargs)
     except Exception:
         ledger.exclude("the reference rejects the call (error parity is checked in test_rejections.py)")
     if not np.all(np.isfinite(want)) or np.size(want) == 0 or case.input.size == 0:
         ledger.exclude("a NaN, infinite or empty result has no derivative to check")
     rounding = max(
-        np.max(tolerance.error_bound(case.loss, FLOAT64, case.input, case.target, **case.kwargs)),
+        np.max(registry.error_bound(case.loss, FLOAT64, case.input, case.target, **case.kwargs)),
         np.max(
-            tolerance.gradient_error_bound(
+            registry.gradient_error_bound(
                 case.loss, FLOAT64, case.input, case.target, np.ones(np.shape(want)), **case.kwargs
             )
         ),
@@ -176,7 +152,7 @@ def test_gradients_of_logit_losses_are_finite_at_any_finite_logit(data, loss, dt
     else:
         t = data.draw(strategies.float_arrays(dtype, shape, strategies.probability_elements(dtype)), label="t")
     case = Case(loss, x, t, {"reduction": reduction})
-    want = GRADIENTS[loss](x, t, reduction=reduction)
+    want = registry.reference_gradient(loss)(x, t, reduction=reduction)
     assert np.all(np.isfinite(want)), "the reference's gradient is finite"
     input, target, kwargs = to_torch(case, dtype, device)
     input.requires_grad_(True)
@@ -230,4 +206,6 @@ def test_unbatched_input_with_target_of_shape_1_has_no_backward(loss, form, devi
     with pytest.raises(RuntimeError, match="size mismatch"):
         value.backward()
     impl(xt, torch.tensor(1, device=device)).backward()
-    np.testing.assert_allclose(xt.grad.cpu().numpy(), GRADIENTS[loss](x, np.array(1)), rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(
+        xt.grad.cpu().numpy(), registry.reference_gradient(loss)(x, np.array(1)), rtol=1e-15, atol=1e-16
+    )

@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 from torch.nn import functional as F
 
 import reference
-from tests.common import ledger, strategies, tolerance
-from tests.common.cases import Case, to_torch
-from tests.common.compare import assert_close, exclude_if_unbounded
-from tests.common.divergences import exclude_if_known_divergence
-from tests.common.dtypes import PARITY_DTYPES, Dtype
-from tests.common.reproducer import expressions_snippet
+from verification import ledger, registry, strategies
+from verification.cases import Case, to_torch
+from verification.compare import assert_close, exclude_if_unbounded
+from verification.dtypes import PARITY_DTYPES, Dtype
+from verification.properties import exclude_if_known_divergence
+from verification.reproducer import expressions_snippet
+from verification.tolerance import identities
 
 dtypes = pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
 
@@ -68,9 +69,9 @@ def test_bce_with_logits_equals_sigmoid_then_bce_where_sigmoid_does_not_saturate
     composed = F.binary_cross_entropy(p, yt, reduction="none")
     with_logits = F.binary_cross_entropy_with_logits(xt, yt, reduction="none")
     bound = (
-        tolerance.error_bound("binary_cross_entropy_with_logits", dtype, x, y, reduction="none")
-        + tolerance.error_bound("binary_cross_entropy", dtype, _as_numpy(p), y, reduction="none")
-        + tolerance.sigmoid_then_bce_sensitivity(dtype, x, y)
+        registry.error_bound("binary_cross_entropy_with_logits", dtype, x, y, reduction="none")
+        + registry.error_bound("binary_cross_entropy", dtype, _as_numpy(p), y, reduction="none")
+        + identities.sigmoid_then_bce_sensitivity(dtype, x, y)
     )
     assert_close(
         composed,
@@ -121,7 +122,7 @@ def test_sigmoid_then_bce_breaks_where_sigmoid_saturates(data, dtype, device):
     assert_close(
         composed,
         reference.binary_cross_entropy(pinned, y, reduction="none"),
-        tolerance.error_bound("binary_cross_entropy", dtype, pinned, y, reduction="none"),
+        registry.error_bound("binary_cross_entropy", dtype, pinned, y, reduction="none"),
         dtype=dtype,
         what=f"BCE(sigmoid(x), y) at saturated x against the clamped value, {dtype} on {device}",
         repro=repro,
@@ -129,9 +130,9 @@ def test_sigmoid_then_bce_breaks_where_sigmoid_saturates(data, dtype, device):
     gap = reference.binary_cross_entropy_with_logits(x, y, reduction="none") - reference.binary_cross_entropy(
         pinned, y, reduction="none"
     )
-    gap_bound = tolerance.error_bound(
+    gap_bound = registry.error_bound(
         "binary_cross_entropy_with_logits", dtype, x, y, reduction="none"
-    ) + tolerance.error_bound("binary_cross_entropy", dtype, pinned, y, reduction="none")
+    ) + registry.error_bound("binary_cross_entropy", dtype, pinned, y, reduction="none")
     with_logits = F.binary_cross_entropy_with_logits(xt, yt, reduction="none")
     assert_close(
         with_logits - composed,
@@ -173,7 +174,7 @@ def test_sigmoid_then_bce_mapped_across_the_logit_range(y, dtype, device):
     assert_close(
         composed,
         reference.binary_cross_entropy(rounded, target, reduction="none"),
-        tolerance.error_bound("binary_cross_entropy", dtype, rounded, target, reduction="none"),
+        registry.error_bound("binary_cross_entropy", dtype, rounded, target, reduction="none"),
         dtype=dtype,
         what=f"BCE of the rounded sigmoid on the logit grid, {dtype} on {device}",
         repro=repro,
@@ -181,9 +182,9 @@ def test_sigmoid_then_bce_mapped_across_the_logit_range(y, dtype, device):
     low, high = unsaturated_logit_range(dtype)
     inside = (x >= low) & (x <= high)
     identity_bound = (
-        tolerance.error_bound("binary_cross_entropy_with_logits", dtype, x, target, reduction="none")
-        + tolerance.error_bound("binary_cross_entropy", dtype, rounded, target, reduction="none")
-        + tolerance.sigmoid_then_bce_sensitivity(dtype, x, target)
+        registry.error_bound("binary_cross_entropy_with_logits", dtype, x, target, reduction="none")
+        + registry.error_bound("binary_cross_entropy", dtype, rounded, target, reduction="none")
+        + identities.sigmoid_then_bce_sensitivity(dtype, x, target)
     )
     gap = np.abs(_as_numpy(composed) - _as_numpy(with_logits))
     assert_close(
@@ -226,7 +227,7 @@ def test_cross_entropy_equals_nll_of_log_softmax(data, dtype, device):
     weight, ignore_index and reduction."""
     case = _index_case_without_smoothing(data, dtype)
     x, t, kwargs = to_torch(case, dtype, device)
-    bound = 2 * tolerance.error_bound("cross_entropy", dtype, case.input, case.target, **case.kwargs)
+    bound = 2 * registry.error_bound("cross_entropy", dtype, case.input, case.target, **case.kwargs)
     composed = F.nll_loss(torch.log_softmax(x, _class_dim(case.input)), t, **kwargs)
     want = _as_numpy(F.cross_entropy(x, t, **kwargs))
     exclude_if_unbounded(bound, reference.cross_entropy(case.input, case.target, **case.kwargs))
@@ -268,8 +269,8 @@ def test_cross_entropy_equals_softmax_then_log_then_nll_where_softmax_does_not_u
     three_steps = F.nll_loss(torch.log(torch.softmax(x, dim)), t, **kwargs)
     want = _as_numpy(F.cross_entropy(x, t, **kwargs))
     bound = (
-        tolerance.error_bound("cross_entropy", dtype, case.input, case.target, **case.kwargs)
-        + tolerance.softmax_log_nll(dtype, case.input, case.target, **case.kwargs).error
+        registry.error_bound("cross_entropy", dtype, case.input, case.target, **case.kwargs)
+        + identities.softmax_log_nll(dtype, case.input, case.target, **case.kwargs).error
     )
     exclude_if_unbounded(bound, reference.cross_entropy(case.input, case.target, **case.kwargs))
     assert_close(
@@ -320,7 +321,7 @@ def test_softmax_then_log_then_nll_breaks_where_softmax_underflows(data, dtype, 
     assert_close(
         F.cross_entropy(x, t, reduction="none"),
         reference.cross_entropy(case.input, target, reduction="none"),
-        tolerance.error_bound("cross_entropy", dtype, case.input, target, reduction="none"),
+        registry.error_bound("cross_entropy", dtype, case.input, target, reduction="none"),
         dtype=dtype,
         what=f"CrossEntropy where softmax underflows, {dtype} on {device}",
         repro=repro,
@@ -356,9 +357,9 @@ def _both_target_kinds(case: Case, dtype: Dtype, device: str):
     one_hot = Case("cross_entropy", case.input, _one_hot(case), case.kwargs)
     x, t_index, kwargs = to_torch(case, dtype, device)
     _, t_one_hot, _ = to_torch(one_hot, dtype, device)
-    bound = tolerance.error_bound(
-        "cross_entropy", dtype, case.input, case.target, **case.kwargs
-    ) + tolerance.error_bound("cross_entropy", dtype, one_hot.input, one_hot.target, **one_hot.kwargs)
+    bound = registry.error_bound("cross_entropy", dtype, case.input, case.target, **case.kwargs) + registry.error_bound(
+        "cross_entropy", dtype, one_hot.input, one_hot.target, **one_hot.kwargs
+    )
     exclude_if_unbounded(bound, reference.cross_entropy(case.input, case.target, **case.kwargs))
     repro = expressions_snippet(
         one_hot,
@@ -442,7 +443,7 @@ def test_two_class_cross_entropy_equals_bce_with_logits(data, dtype, device):
     bce_case = Case("binary_cross_entropy_with_logits", z, y_float, kwargs)
     x, t, torch_kwargs = to_torch(ce_case, dtype, device)
     zt, yt, _ = to_torch(bce_case, dtype, device)
-    bound = tolerance.error_bound("cross_entropy", dtype, logits, ce_target, **kwargs) + tolerance.error_bound(
+    bound = registry.error_bound("cross_entropy", dtype, logits, ce_target, **kwargs) + registry.error_bound(
         "binary_cross_entropy_with_logits", dtype, z, y_float, **kwargs
     )
     exclude_if_unbounded(bound, reference.binary_cross_entropy_with_logits(z, y_float, **kwargs))

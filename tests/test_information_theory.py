@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 import reference
 from reference import information
-from tests.common import ledger, strategies, tolerance
-from tests.common.cases import Case, to_torch
-from tests.common.compare import assert_close
-from tests.common.dtypes import FLOAT64, PARITY_DTYPES, Dtype
-from tests.common.reproducer import array_literal, expressions_snippet
+from verification import ledger, registry, strategies
+from verification.cases import Case, to_torch
+from verification.compare import assert_close
+from verification.dtypes import FLOAT64, PARITY_DTYPES, Dtype
+from verification.reproducer import array_literal, expressions_snippet
 
 U = FLOAT64.unit_roundoff
 ETA = FLOAT64.smallest_subnormal
@@ -138,7 +138,7 @@ def test_torch_cross_entropy_with_probability_targets_is_the_distribution_cross_
     with np.errstate(divide="ignore"):
         scale = np.sum(p * (1 + np.abs(np.log(q))), axis=1)
     own_rounding = (2 * TRANSCENDENTAL_ULPS + c + 5) * U * scale
-    bound = tolerance.error_bound("cross_entropy", dtype, x, p, reduction="none") + own_rounding
+    bound = registry.error_bound("cross_entropy", dtype, x, p, reduction="none") + own_rounding
     input, target, kwargs = to_torch(case, dtype, device)
     assert_close(
         torch.nn.functional.cross_entropy(input, target, **kwargs),

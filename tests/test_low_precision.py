@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import reference
-from tests.common.dtypes import FLOAT16, PARITY_DTYPES
-from tests.common.implementations import FORMS, torch_impl
+from verification.dtypes import FLOAT16, PARITY_DTYPES
+from verification.implementations import FORMS, torch_impl
 
 # float16 values at or above this round to inf (65504 is the largest; the midpoint to the next power of
 # two, 65520, rounds up under round-to-nearest-even).

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 
 import reference
 from reference import activations
-from tests.common import ledger, strategies
-from tests.common.cases import Case
-from tests.common.compare import assert_identical
-from tests.common.dtypes import FLOAT64
-from tests.common.reproducer import expressions_snippet
+from verification import ledger, strategies
+from verification.cases import Case
+from verification.compare import assert_identical
+from verification.dtypes import FLOAT64
+from verification.reproducer import expressions_snippet
 
 ONE_BLOCK = 1 << 62
 

@@ -2,7 +2,7 @@
 
 Every parity property trusts reference/ to hold the right value. Here each loss and each input
 gradient, as reference/ computes it in float64, is compared with the exact value from
-tests/common/oracle.py (mpmath at 60 digits; gradients by complex-step differentiation of the
+verification/oracle/ (mpmath at 60 digits; gradients by complex-step differentiation of the
 exact forward, never reference/gradients.py's formulas).
 
 Bound model
@@ -58,11 +58,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from reference.gradients import GRADIENTS
-from tests.common import ledger, oracle, strategies
-from tests.common.cases import ARRAY_KWARGS, Case
-from tests.common.dtypes import FLOAT64
-from tests.common.reproducer import array_literal
+from verification import ledger, registry, strategies
+from verification.cases import ARRAY_KWARGS, Case
+from verification.dtypes import FLOAT64
+from verification.oracle import binary as binary_oracle
+from verification.oracle.exact import Exact
+from verification.reproducer import array_literal
 
 U = FLOAT64.unit_roundoff  # 2^-53
 ETA = FLOAT64.smallest_subnormal  # 2^-1074
@@ -218,7 +219,7 @@ def _largest_negative_log_softmax(x: np.ndarray) -> float:
     return float(np.max(spread)) + math.log(x.shape[class_axis])
 
 
-def amplified_eta(case: Case, exact: oracle.Exact, grad_output: Any = None) -> float:
+def amplified_eta(case: Case, exact: Exact, grad_output: Any = None) -> float:
     """eta A in the floor. A: the product of the largest magnitudes (at least 1) of every factor that can multiply
     an intermediate result after it underflows, divided by min(1, |D|) for the mean's division. eta / min(1, |D|)
     is taken first: A alone overflows for a subnormal D, which would leave the floor, hence the bound, infinite."""
@@ -240,7 +241,7 @@ def amplified_eta(case: Case, exact: oracle.Exact, grad_output: Any = None) -> f
     return (ETA / min(1.0, abs(exact.denominator))) * a if exact.denominator else math.inf
 
 
-def _denominator_conditioning(case: Case, exact: oracle.Exact) -> float:
+def _denominator_conditioning(case: Case, exact: Exact) -> float:
     """rho: how far float64's rounding of a total-weight denominator may move it, relative to it."""
     positions, _, over_total_weight = _layout(case)
     if not over_total_weight or case.kwargs.get("reduction", "mean") != "mean" or exact.denominator == 0:
@@ -248,7 +249,7 @@ def _denominator_conditioning(case: Case, exact: oracle.Exact) -> float:
     return _gamma(_sum_of(positions)) * exact.denominator_magnitude / abs(exact.denominator)
 
 
-def exclude_if_unbounded(case: Case, exact: oracle.Exact) -> None:
+def exclude_if_unbounded(case: Case, exact: Exact) -> None:
     # (An infinite S beside a defined value is only S past float64's range, as for KL with e^t near e^1e4: the
     # NaN and infinity pattern is still compared there.)
     if np.any(np.isinf(exact.magnitude) & np.isnan(exact.value)):
@@ -276,12 +277,12 @@ def forward_reproducer(case: Case) -> str:
         [
             "import numpy as np",
             "import reference",
-            "from tests.common import oracle",
+            "from verification import registry",
             f"x = {array_literal(case.input)}",
             f"t = {array_literal(case.target)}",
             f"kwargs = dict({_kwargs_literal(case.kwargs)})",
             f"print('reference', repr(reference.{case.loss}(x, t, **kwargs)))",
-            f"print('exact    ', oracle.{case.loss}(x, t, **kwargs).exact)",
+            f"print('exact    ', registry.info({case.loss!r}).oracle(x, t, **kwargs).exact)",
         ]
     )
 
@@ -291,10 +292,10 @@ def gradient_reproducer(case: Case, grad_output: np.ndarray) -> str:
     return "\n".join(
         [
             *forward,
-            "from reference.gradients import GRADIENTS",
+            "from reference import gradients",
             f"g = {array_literal(np.asarray(grad_output))}",
-            f"print('reference', repr(GRADIENTS[{case.loss!r}](x, t, **kwargs, grad_output=g)))",
-            f"print('exact    ', oracle.GRADIENTS[{case.loss!r}](x, t, **kwargs, grad_output=g).exact)",
+            f"print('reference', repr(gradients.{case.loss}_grad(x, t, **kwargs, grad_output=g)))",
+            f"print('exact    ', registry.info({case.loss!r}).oracle_gradient(x, t, **kwargs, grad_output=g).exact)",
         ]
     )
 
@@ -304,7 +305,7 @@ def _where(index: tuple[int, ...]) -> str:
 
 
 def check_against_exact(
-    computed: Any, exact: oracle.Exact, operations: int, rho: float, floor: float, *, what: str, repro: str
+    computed: Any, exact: Exact, operations: int, rho: float, floor: float, *, what: str, repro: str
 ) -> None:
     """``computed`` has the exact result's shape and NaN/infinity pattern, and every finite element is within
     gamma_K S / (1 - rho) + floor of the exact value. Records the worst error / bound in the ledger."""
@@ -356,7 +357,7 @@ def check_forward(case: Case) -> None:
     """The reference's loss for ``case`` is within the bound model of the exact value."""
     __tracebackhide__ = True
     _exclude_large(case)
-    exact = oracle.LOSSES[case.loss](case.input, case.target, **case.kwargs)
+    exact = registry.info(case.loss).oracle(case.input, case.target, **case.kwargs)
     exclude_if_unbounded(case, exact)
     computed = getattr(reference, case.loss)(case.input, case.target, **case.kwargs)
     operations = forward_operations(case)
@@ -375,7 +376,7 @@ def check_gradient(case: Case, data: st.DataObject) -> None:
     """The reference's analytic gradient for ``case`` is within the bound model of the exact derivative."""
     __tracebackhide__ = True
     _exclude_large(case)
-    loss = oracle.LOSSES[case.loss](case.input, case.target, **case.kwargs)
+    loss = registry.info(case.loss).oracle(case.input, case.target, **case.kwargs)
     if np.any(np.isnan(loss.value)):
         ledger.exclude(
             "the loss is undefined (a mean over no positions or a zero total weight, or a negative KL target): "
@@ -386,12 +387,12 @@ def check_gradient(case: Case, data: st.DataObject) -> None:
     check_gradient_at(case, loss, grad_output)
 
 
-def check_gradient_at(case: Case, loss: oracle.Exact, grad_output: Any) -> None:
+def check_gradient_at(case: Case, loss: Exact, grad_output: Any) -> None:
     """The reference's analytic gradient for ``case`` and ``grad_output`` is within the bound model of the exact
     derivative (``loss``: the exact loss, whose denominator the bound's conditioning reads)."""
     __tracebackhide__ = True
-    exact = oracle.GRADIENTS[case.loss](case.input, case.target, **case.kwargs, grad_output=grad_output)
-    computed = GRADIENTS[case.loss](case.input, case.target, **case.kwargs, grad_output=grad_output)
+    exact = registry.info(case.loss).oracle_gradient(case.input, case.target, **case.kwargs, grad_output=grad_output)
+    computed = registry.reference_gradient(case.loss)(case.input, case.target, **case.kwargs, grad_output=grad_output)
     operations = gradient_operations(case)
     check_against_exact(
         computed,
@@ -503,7 +504,7 @@ def test_a_gradient_whose_factors_overflow_on_the_way_is_exact(grad_output):
     """Where factors of the cross-entropy gradient overflow float64 but the product with grad_output need not, the
     reference's gradient is the exact one, rounded: 0, finite, or infinite as the exact value is."""
     case = SUBNORMAL_TOTAL_WEIGHT
-    loss = oracle.LOSSES[case.loss](case.input, case.target, **case.kwargs)
+    loss = registry.info(case.loss).oracle(case.input, case.target, **case.kwargs)
     check_gradient_at(case, loss, np.float64(grad_output))
 
 
@@ -523,7 +524,7 @@ def test_a_kl_loss_whose_exponential_overflows_is_exact(case, grad_output):
     """Where e^t overflows float64 but the KL loss or its gradient need not, the reference's value and gradient are
     the exact ones, rounded: 0, finite, or infinite as the exact value is."""
     check_forward(case)
-    loss = oracle.LOSSES[case.loss](case.input, case.target, **case.kwargs)
+    loss = registry.info(case.loss).oracle(case.input, case.target, **case.kwargs)
     check_gradient_at(case, loss, np.full(loss.shape, grad_output))
 
 
@@ -540,7 +541,7 @@ FIXED_CASE = Case("binary_cross_entropy_with_logits", FIXED_LOGITS, FIXED_TARGET
 
 def _check_fixed(computed: np.ndarray) -> None:
     __tracebackhide__ = True
-    exact = oracle.binary_cross_entropy_with_logits(FIXED_LOGITS, FIXED_TARGETS, reduction="none")
+    exact = binary_oracle.binary_cross_entropy_with_logits(FIXED_LOGITS, FIXED_TARGETS, reduction="none")
     operations = forward_operations(FIXED_CASE)
     check_against_exact(
         computed,
@@ -587,8 +588,8 @@ def test_a_gradient_off_by_64_bounds_is_caught():
     case = FIXED_CASE
     k = gradient_operations(case)
     ones = np.ones(FIXED_LOGITS.shape)
-    exact = oracle.binary_cross_entropy_with_logits_grad(FIXED_LOGITS, FIXED_TARGETS, reduction="none")
-    perturbed = GRADIENTS[case.loss](FIXED_LOGITS, FIXED_TARGETS, reduction="none") * (1 + 64 * k * U)
+    exact = binary_oracle.binary_cross_entropy_with_logits_grad(FIXED_LOGITS, FIXED_TARGETS, reduction="none")
+    perturbed = registry.reference_gradient(case.loss)(FIXED_LOGITS, FIXED_TARGETS, reduction="none") * (1 + 64 * k * U)
     with pytest.raises(ReferenceInaccuracy, match="exceeds the bound"):
         check_against_exact(
             perturbed,

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from .ledger import RECORDS
+from verification.ledger import RECORDS
 
 
 def _claim(item: pytest.Item) -> str:

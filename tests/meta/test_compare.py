@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.common.cases import Case
-from tests.common.compare import ParityError, RejectionMismatch, assert_close, check_parity, check_same_rejection
-from tests.common.dtypes import FLOAT32, FLOAT64
-from tests.common.implementations import torch_impl
-from tests.common.reproducer import snippet
+from verification.cases import Case
+from verification.compare import ParityError, RejectionMismatch, assert_close, check_parity, check_same_rejection
+from verification.dtypes import FLOAT32, FLOAT64
+from verification.implementations import torch_impl
+from verification.reproducer import snippet
 
 
 def close(got, want, bound, dtype=FLOAT64):

@@ -10,7 +10,7 @@ import sys
 import jsonschema
 import pytest
 
-from tests.common.dtypes import PARITY_DTYPES
+from verification.dtypes import PARITY_DTYPES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "reporting" / "report.schema.json").read_text())
@@ -21,9 +21,9 @@ PROPERTIES = '''
 from hypothesis import given, settings
 from torch.nn import functional as F
 
-from tests.common import strategies
-from tests.common.dtypes import FLOAT64
-from tests.common.properties import loss_matches_reference
+from verification import strategies
+from verification.dtypes import FLOAT64
+from verification.properties import loss_matches_reference
 
 
 def off_by_a_millionth(input, target, **kwargs):

@@ -11,21 +11,27 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.common import strategies
-from tests.common.compare import ParityError, RejectionMismatch, check_gradient_parity, check_same_rejection
-from tests.common.divergences import exclude_if_known_gradient_divergence
-from tests.common.dtypes import PARITY_DTYPES
-from tests.common.properties import loss_matches_reference, variants_of
-from tests.meta.planted_bugs import PLANTED_BUGS, PlantedBug
-from tests.test_gradients import GRADIENT_VARIANTS, _output_shape
-from tests.test_rejections import DEFECTS, DTYPE
+from verification import registry, strategies
+from verification.compare import ParityError, RejectionMismatch, check_gradient_parity, check_same_rejection
+from verification.dtypes import PARITY_DTYPES
+from verification.planted_bugs import PlantedBug
+from verification.properties import (
+    exclude_if_known_gradient_divergence,
+    loss_matches_reference,
+    output_shape,
+    variants_of,
+)
+from verification.rejections import DTYPE
 
+PLANTED_BUGS = registry.all_planted_bugs()
 FAMILIES = ("value", "gradient", "validation")
 
 
 def test_every_loss_has_a_planted_bug():
-    """Every one of the four losses is challenged by at least one planted bug."""
-    assert {bug.loss for bug in PLANTED_BUGS} == set(strategies.CASES)
+    """Every loss torch has is challenged by at least one planted bug, each declared by its own loss's entry."""
+    assert {bug.loss for bug in PLANTED_BUGS} == {entry.name for entry in registry.TORCH_LOSSES}
+    for entry in registry.LOSSES:
+        assert all(bug.loss == entry.name for bug in entry.planted_bugs), entry.name
 
 
 def test_the_catalogue_covers_every_family_of_mistake():
@@ -60,12 +66,13 @@ def _checks(family: str, bug: PlantedBug, device: str) -> list[Callable[[], None
             _property(
                 st.tuples(variant.cases(dtype), st.data()), lambda drawn, d=dtype: _gradient(*drawn, bug, d, device)
             )
-            for dtype, variant in itertools.product(PARITY_DTYPES, [v for v in GRADIENT_VARIANTS if v.loss == bug.loss])
+            for dtype, variant in itertools.product(
+                PARITY_DTYPES, [v for v in registry.gradient_variants() if v.loss == bug.loss]
+            )
         ]
     return [
         _property(defect.cases(), lambda case, defect=defect: _rejection(case, defect, bug, device))
-        for defect in DEFECTS
-        if defect.loss == bug.loss
+        for defect in registry.info(bug.loss).rejections
     ]
 
 
@@ -75,7 +82,7 @@ def _value(case, bug, dtype, device):
 
 def _gradient(case, data, bug, dtype, device):
     exclude_if_known_gradient_divergence(case)
-    grad_output = data.draw(strategies.grad_outputs(dtype, _output_shape(case)))
+    grad_output = data.draw(strategies.grad_outputs(dtype, output_shape(case)))
     check_gradient_parity(case, np.asarray(grad_output), bug.impl, form="functional", dtype=dtype, device=device)
 
 
@@ -95,8 +102,8 @@ def _property(cases, body) -> Callable[[], None]:
     return property_against_the_bug
 
 
-def test_the_readme_lists_every_planted_bug():
-    """README.md's catalogue has one line for every planted bug, with the mistake it models."""
-    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+def test_the_catalogue_in_the_docs_lists_every_planted_bug():
+    """docs/planted-bugs.md has one line for every planted bug the registry declares, with the mistake it models."""
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "planted-bugs.md").read_text(encoding="utf-8")
     for bug in PLANTED_BUGS:
         assert f"| {bug.loss} | `{bug.name}` | {bug.mistake} |" in readme, bug.name

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import Phase, given, settings
 
-from tests.common.cases import Case
-from tests.common.dtypes import FLOAT32
-from tests.common.properties import PARITY_VARIANTS
+from verification import registry
+from verification.cases import Case
+from verification.dtypes import FLOAT32
 
 
 def _index_target_parts(case: Case):
@@ -103,7 +103,7 @@ def test_the_strategies_reach_the_risk_region_at_ci_depth(region):
     region."""
     loss, inside = REGIONS[region]
     reached = []
-    for variant in (v for v in PARITY_VARIANTS if v.loss == loss):
+    for variant in registry.info(loss).variants:
 
         @settings(settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate])
         @given(case=variant.cases(FLOAT32))

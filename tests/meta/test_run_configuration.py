@@ -46,24 +46,27 @@ def _run(*args):
 def test_impl_aims_the_parity_properties_at_another_implementation():
     """With --impl, the loss's parity properties check that implementation: torch's own function passes, a planted
     bug fails with a reproducer that imports it, and the form it lacks is skipped with the reason printed."""
-    # float64 alone shows the mechanism; the dtype makes no difference to how --impl is wired.
-    genuine = _run("tests/test_nll_loss.py", "-k", "float64", "--impl", "nll_loss=torch.nn.functional:nll_loss", "-rs")
+    # One dtype shows the mechanism (it makes no difference to how --impl is wired): float32, whose derandomized
+    # examples include a weighted 'mean' over unequal weights, where this planted bug shows.
+    genuine = _run(
+        "tests/test_parity.py", "-k", "nll_loss and float32", "--impl", "nll_loss=torch.nn.functional:nll_loss", "-rs"
+    )
     assert genuine.returncode == 0, genuine.stdout[-2000:]
     assert "is a functional implementation; the module form is torch's" in genuine.stdout
     planted = _run(
-        "tests/test_nll_loss.py",
+        "tests/test_parity.py",
         "-k",
-        "float64",
+        "nll_loss and float32",
         "--impl",
-        "nll_loss=tests.meta.planted_bugs:nll_weighted_mean_over_count",
+        "nll_loss=verification.planted_bugs:nll_weighted_mean_over_count",
     )
     assert planted.returncode == pytest.ExitCode.TESTS_FAILED, planted.stdout[-2000:]
-    assert "from tests.meta.planted_bugs import nll_weighted_mean_over_count as impl_under_test" in planted.stdout
+    assert "from verification.planted_bugs import nll_weighted_mean_over_count as impl_under_test" in planted.stdout
 
 
 def test_an_impl_that_cannot_be_imported_is_a_usage_error():
     """A misspelt --impl stops the run before any test, saying what is wrong."""
-    result = _run("tests/test_nll_loss.py", "--impl", "nll_loss=no.such.module:f")
+    result = _run("tests/test_parity.py", "--impl", "nll_loss=no.such.module:f")
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "No module named 'no'" in result.stderr
 
@@ -73,7 +76,7 @@ def test_the_worked_example_passes_value_and_gradient_parity():
     value and gradient parity properties through --impl (shown here for class-index targets in float16, the dtype with
     least slack, to keep the run short; the README gives the command for every variant and dtype)."""
     result = _run(
-        "tests/test_cross_entropy.py",
+        "tests/test_parity.py",
         "tests/test_gradients.py",
         "-k",
         "cross_entropy and matches_reference and float16 and index",
@@ -123,7 +126,7 @@ def test_shards_deal_every_test_to_exactly_one_machine():
         with pytest.raises(pytest.UsageError):
             shard_of(bad)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--shard", "4/3", "tests/test_nll_loss.py"],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--shard", "4/3", "tests/test_parity.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,

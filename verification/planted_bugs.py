@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from tests.common.implementations import LossImpl
+LossImpl = Callable[..., Tensor]
 
 
 @dataclass(frozen=True)
@@ -301,105 +301,14 @@ def _module_dropping(module: type[torch.nn.Module], dropped: str) -> Callable[..
 cross_entropy_module_drops_ignore_index = _module_dropping(torch.nn.CrossEntropyLoss, "ignore_index")
 bce_logits_module_drops_pos_weight = _module_dropping(torch.nn.BCEWithLogitsLoss, "pos_weight")
 
-PLANTED_BUGS = [
-    PlantedBug(
-        "kl_div",
-        "batchmean_as_mean",
-        "'batchmean' divided by the element count, as 'mean' is",
-        kl_div_batchmean_as_mean,
-    ),
-    PlantedBug(
-        "kl_div",
-        "log_target_ignored",
-        "log_target not passed on: log-probabilities read as probabilities",
-        kl_div_log_target_ignored,
-    ),
-    PlantedBug(
-        "nll_loss",
-        "all_ignored_mean_is_zero",
-        "a 'mean' over only ignored targets returning 0 instead of NaN",
-        nll_all_ignored_mean_is_zero,
-    ),
-    PlantedBug(
-        "nll_loss",
-        "k_dim_mean_of_per_sample_means",
-        "a K-dimensional mean taken per sample, then over the batch",
-        nll_k_dim_mean_of_per_sample_means,
-    ),
-    PlantedBug(
-        "cross_entropy",
-        "probability_targets_skip_smoothing",
-        "label_smoothing ignored for probability targets",
-        cross_entropy_probability_targets_skip_smoothing,
-    ),
-    PlantedBug(
-        "cross_entropy",
-        "unbatched_keeps_a_batch_dimension",
-        "an unbatched input run as a batch of one, 'none' returning (1,) for ()",
-        cross_entropy_unbatched_keeps_a_batch_dimension,
-    ),
-    PlantedBug(
-        "cross_entropy",
-        "backward_ignores_label_smoothing",
-        "a hand-written backward that forgets the label-smoothing term",
-        cross_entropy_backward_ignores_label_smoothing,
-        area="gradient",
-    ),
+# Each loss's planted bugs, named by the registry entry of that loss (verification/registry.py).
+BINARY_CROSS_ENTROPY = (
     PlantedBug(
         "binary_cross_entropy",
         "without_range_check",
         "torch's check that p and y lie in [0, 1] dropped",
         bce_without_range_check,
         area="validation",
-    ),
-    PlantedBug(
-        "binary_cross_entropy_with_logits",
-        "backward_ignores_pos_weight",
-        "a hand-written backward (sigmoid(x) - y) that forgets pos_weight",
-        bce_logits_backward_ignores_pos_weight,
-        area="gradient",
-    ),
-    PlantedBug(
-        "nll_loss",
-        "weighted_mean_over_count",
-        "a weighted mean divided by the number of targets",
-        nll_weighted_mean_over_count,
-    ),
-    PlantedBug(
-        "nll_loss",
-        "ignored_in_denominator",
-        "ignored targets counted in the mean's denominator",
-        nll_counts_ignored_in_denominator,
-    ),
-    PlantedBug(
-        "nll_loss",
-        "only_default_ignore_index",
-        "any ignore_index but -100 silently not honoured",
-        nll_ignores_only_default_index,
-    ),
-    PlantedBug(
-        "cross_entropy",
-        "naive_log_softmax",
-        "log-softmax without the max shift (exp overflows)",
-        cross_entropy_naive_log_softmax,
-    ),
-    PlantedBug(
-        "cross_entropy",
-        "smoothing_without_weights",
-        "the label-smoothing term computed without class weights",
-        cross_entropy_smoothing_without_weights,
-    ),
-    PlantedBug(
-        "cross_entropy",
-        "probability_mean_over_weights",
-        "probability targets' mean divided by the total weight instead of N",
-        cross_entropy_probability_mean_over_weights,
-    ),
-    PlantedBug(
-        "cross_entropy",
-        "module_drops_ignore_index",
-        "CrossEntropyLoss(...) not passing ignore_index on",
-        cross_entropy_module_drops_ignore_index,
     ),
     PlantedBug(
         "binary_cross_entropy",
@@ -412,6 +321,16 @@ PLANTED_BUGS = [
         "epsilon_clipping",
         "p clipped to [1e-7, 1 - 1e-7] instead of clamping logs",
         bce_epsilon_clipping,
+    ),
+)
+
+BINARY_CROSS_ENTROPY_WITH_LOGITS = (
+    PlantedBug(
+        "binary_cross_entropy_with_logits",
+        "backward_ignores_pos_weight",
+        "a hand-written backward (sigmoid(x) - y) that forgets pos_weight",
+        bce_logits_backward_ignores_pos_weight,
+        area="gradient",
     ),
     PlantedBug(
         "binary_cross_entropy_with_logits",
@@ -438,15 +357,109 @@ PLANTED_BUGS = [
         bce_logits_float16_off_by_ulps,
     ),
     PlantedBug(
-        "cross_entropy",
-        "float16_at_bfloat16_precision",
-        "float16 computed through bfloat16, 3 significand bits short",
-        cross_entropy_float16_at_bfloat16_precision,
-    ),
-    PlantedBug(
         "binary_cross_entropy_with_logits",
         "module_drops_pos_weight",
         "BCEWithLogitsLoss(...) not passing pos_weight on",
         bce_logits_module_drops_pos_weight,
     ),
-]
+)
+
+NLL_LOSS = (
+    PlantedBug(
+        "nll_loss",
+        "all_ignored_mean_is_zero",
+        "a 'mean' over only ignored targets returning 0 instead of NaN",
+        nll_all_ignored_mean_is_zero,
+    ),
+    PlantedBug(
+        "nll_loss",
+        "k_dim_mean_of_per_sample_means",
+        "a K-dimensional mean taken per sample, then over the batch",
+        nll_k_dim_mean_of_per_sample_means,
+    ),
+    PlantedBug(
+        "nll_loss",
+        "weighted_mean_over_count",
+        "a weighted mean divided by the number of targets",
+        nll_weighted_mean_over_count,
+    ),
+    PlantedBug(
+        "nll_loss",
+        "ignored_in_denominator",
+        "ignored targets counted in the mean's denominator",
+        nll_counts_ignored_in_denominator,
+    ),
+    PlantedBug(
+        "nll_loss",
+        "only_default_ignore_index",
+        "any ignore_index but -100 silently not honoured",
+        nll_ignores_only_default_index,
+    ),
+)
+
+CROSS_ENTROPY = (
+    PlantedBug(
+        "cross_entropy",
+        "probability_targets_skip_smoothing",
+        "label_smoothing ignored for probability targets",
+        cross_entropy_probability_targets_skip_smoothing,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "unbatched_keeps_a_batch_dimension",
+        "an unbatched input run as a batch of one, 'none' returning (1,) for ()",
+        cross_entropy_unbatched_keeps_a_batch_dimension,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "backward_ignores_label_smoothing",
+        "a hand-written backward that forgets the label-smoothing term",
+        cross_entropy_backward_ignores_label_smoothing,
+        area="gradient",
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "naive_log_softmax",
+        "log-softmax without the max shift (exp overflows)",
+        cross_entropy_naive_log_softmax,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "smoothing_without_weights",
+        "the label-smoothing term computed without class weights",
+        cross_entropy_smoothing_without_weights,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "probability_mean_over_weights",
+        "probability targets' mean divided by the total weight instead of N",
+        cross_entropy_probability_mean_over_weights,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "module_drops_ignore_index",
+        "CrossEntropyLoss(...) not passing ignore_index on",
+        cross_entropy_module_drops_ignore_index,
+    ),
+    PlantedBug(
+        "cross_entropy",
+        "float16_at_bfloat16_precision",
+        "float16 computed through bfloat16, 3 significand bits short",
+        cross_entropy_float16_at_bfloat16_precision,
+    ),
+)
+
+KL_DIV = (
+    PlantedBug(
+        "kl_div",
+        "batchmean_as_mean",
+        "'batchmean' divided by the element count, as 'mean' is",
+        kl_div_batchmean_as_mean,
+    ),
+    PlantedBug(
+        "kl_div",
+        "log_target_ignored",
+        "log_target not passed on: log-probabilities read as probabilities",
+        kl_div_log_target_ignored,
+    ),
+)

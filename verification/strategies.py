@@ -455,12 +455,3 @@ def sigmoid_focal_loss_cases(
     elif draw(st.booleans(), label="with gamma"):
         kwargs["gamma"] = draw(focal_gammas(dtype), label="gamma")
     return Case("sigmoid_focal_loss", logits, target, kwargs)
-
-
-CASES = {
-    "binary_cross_entropy": binary_cross_entropy_cases,
-    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits_cases,
-    "nll_loss": nll_loss_cases,
-    "cross_entropy": cross_entropy_cases,
-    "kl_div": kl_div_cases,
-}

@@ -14,20 +14,20 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from . import registry
 
 LossImpl = Callable[..., torch.Tensor]
 
-LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "kl_div")
+# The losses torch has, as the registry declares them.
+LOSSES = tuple(entry.name for entry in registry.TORCH_LOSSES)
 FORMS = ("functional", "module")
 
-MODULES: dict[str, type[nn.Module]] = {
-    "binary_cross_entropy": nn.BCELoss,
-    "binary_cross_entropy_with_logits": nn.BCEWithLogitsLoss,
-    "nll_loss": nn.NLLLoss,
-    "cross_entropy": nn.CrossEntropyLoss,
-    "kl_div": nn.KLDivLoss,
-}
+
+def _module(loss: str) -> type[nn.Module]:
+    module = registry.info(loss).module
+    assert module is not None, f"{loss} has no torch module"
+    return module
 
 
 def module_form(module_class: type[nn.Module]) -> LossImpl:
@@ -41,16 +41,17 @@ def module_form(module_class: type[nn.Module]) -> LossImpl:
 
 def torch_impl(loss: str, form: str) -> LossImpl:
     if form == "functional":
-        impl: LossImpl = getattr(F, loss)
+        impl = registry.info(loss).functional
+        assert impl is not None, f"{loss} has no torch functional"
         return impl
-    return module_form(MODULES[loss])
+    return module_form(_module(loss))
 
 
 def call_expression(loss: str, form: str) -> str:
     """How the reproducer spells a call of this implementation."""
     if form == "functional":
         return f"torch.nn.functional.{loss}(input, target, **kwargs)"
-    return f"torch.nn.{MODULES[loss].__name__}(**kwargs)(input, target)"
+    return f"torch.nn.{_module(loss).__name__}(**kwargs)(input, target)"
 
 
 # ---------------------------------------------------------------------------------------------

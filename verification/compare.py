@@ -12,10 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import reference
-from reference import gradients
-
-from . import ledger, reproducer, tolerance
+from . import ledger, registry, reproducer
 from .cases import Case, to_torch
 from .dtypes import Dtype
 from .implementations import LossImpl, label
@@ -110,11 +107,17 @@ def exclude_if_unbounded(bound: np.ndarray, want: np.ndarray) -> None:
         )
 
 
+def _reference(loss: str) -> Callable[..., Any]:
+    value = registry.info(loss).reference
+    assert value is not None, f"{loss} has no reference"
+    return value
+
+
 def check_parity(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> None:
     """``impl`` computes ``case`` as the reference does, within the tolerance model's bound."""
     __tracebackhide__ = True
-    want = np.asarray(getattr(reference, case.loss)(case.input, case.target, **case.kwargs))
-    bound = np.asarray(tolerance.error_bound(case.loss, dtype, case.input, case.target, **case.kwargs))
+    want = np.asarray(_reference(case.loss)(case.input, case.target, **case.kwargs))
+    bound = np.asarray(registry.error_bound(case.loss, dtype, case.input, case.target, **case.kwargs))
     exclude_if_unbounded(bound, want)
     input, target, kwargs = to_torch(case, dtype, device)
     repro = reproducer.snippet(case, dtype, device, form, label(impl))
@@ -135,9 +138,10 @@ def check_gradient_parity(
     """``impl``'s autograd gradient of ``case`` (with upstream ``grad_output``) equals the reference's analytic
     gradient, within the tolerance model's bound for torch's backward formula."""
     __tracebackhide__ = True
-    want = np.asarray(gradients.GRADIENTS[case.loss](case.input, case.target, **case.kwargs, grad_output=grad_output))
+    gradient = registry.reference_gradient(case.loss)
+    want = np.asarray(gradient(case.input, case.target, **case.kwargs, grad_output=grad_output))
     bound = np.asarray(
-        tolerance.gradient_error_bound(case.loss, dtype, case.input, case.target, grad_output, **case.kwargs)
+        registry.gradient_error_bound(case.loss, dtype, case.input, case.target, grad_output, **case.kwargs)
     )
     exclude_if_unbounded(bound, want)
     input, target, kwargs = to_torch(case, dtype, device)
@@ -169,7 +173,7 @@ def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype,
 
     input, target, kwargs = to_torch(case, dtype, device)
     theirs = outcome(lambda: impl(input, target, **kwargs))
-    ours = outcome(lambda: getattr(reference, case.loss)(case.input, case.target, **case.kwargs))
+    ours = outcome(lambda: _reference(case.loss)(case.input, case.target, **case.kwargs))
     repro = reproducer.snippet(case, dtype, device, form, label(impl))
     what = f"{case.describe()} in {form} form, {dtype} on {device}"
     if theirs is None or ours is None or type(theirs) is not type(ours) or not str(ours):

@@ -1,0 +1,21 @@
+"""Value parity, generated from the registry: every loss torch has, in module and functional form, in every
+dtype, against the reference, one property per parity variant (each variant's claim is in its registry entry)."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from verification import registry
+from verification.dtypes import PARITY_DTYPES
+from verification.implementations import FORMS
+from verification.properties import loss_matches_reference
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+@pytest.mark.parametrize("variant", registry.parity_variants(), ids=lambda v: f"{v.loss}-{v.name}")
+@given(data=st.data())
+def test_loss_matches_reference(data, variant, dtype, form, device, implementation):
+    """The loss equals the reference within the tolerance model (each variant's claim: verification/registry.py)."""
+    case = data.draw(variant.cases(dtype), label="case")
+    loss_matches_reference(case, implementation(variant.loss, form), form=form, dtype=dtype, device=device)

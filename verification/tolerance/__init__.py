@@ -1,0 +1,65 @@
+"""The suite's one tolerance model: a running rounding-error analysis of each loss.
+
+How a bound is derived
+----------------------
+Inputs are exact (they are drawn in the dtype under test). Each loss is replayed here, step
+by step in the order torch computes it, on ``Tracked`` numbers: a float64 value together
+with a bound on the absolute error that the same step accumulates when torch performs it in
+the dtype. Every step obeys the standard model of floating-point arithmetic (Higham,
+*Accuracy and Stability of Numerical Algorithms*, 2nd ed., section 2.2):
+
+    fl(a op b) = (a op b)(1 + d) + e,   |d| <= u,   |e| <= eta
+
+with u the dtype's unit roundoff and eta the spacing of its subnormals (the absolute floor:
+an operation that underflows loses at most that much). Errors already present in the
+operands are propagated through each operation's exact first-order-free sensitivity (for a
+product |a| e_b + |b| e_a + e_a e_b, for log the exact -log(1 - e/v), and so on). A sum of n
+terms adds gamma_{n-1} = (n-1)u / (1-(n-1)u) times the sum of their magnitudes, valid for any
+summation order. The result is a rigorous worst-case bound whose scale follows from the
+computation itself: it grows with max|logit| and C for log-softmax losses, with |x| for
+BCEWithLogits, with the number of elements for reductions, and it becomes infinite when a
+'mean' divides by a total weight that rounding could drive to zero, or when a result, a partial
+sum or an exponential may leave the dtype's finite range, and for a sum with such a term (problems
+that no finite bound describes: the properties exclude them, with the reason shown in the run's
+summary). A NaN operand makes a product an exact NaN (compared as NaN), not an unbounded one.
+
+Gradients are replayed the same way, in the order of torch's backward formulas (aten's
+``*_backward`` kernels, and autograd's chain through log_softmax for cross-entropy), with the
+same per-operation rules. An operand whose error is unbounded may itself be inf in torch, so
+an exact zero times it is unbounded too (0 * inf is NaN), never exactly 0.
+
+The constants, each in a sentence:
+
+* ``u`` and ``eta`` come from ``torch.finfo`` of the dtype (eps / 2, and smallest_normal * eps),
+  and float64's are added to them for the reference's own rounding.
+* ``TRANSCENDENTAL_ERROR = 4``: exp, log and log1p are accurate to 1 ulp (at most 2u) in libm and
+  in torch's vectorised kernels; 4u leaves room for 2-ulp implementations on other backends.
+* ``SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2``: sigmoid is one exp, one addition and one division.
+* ``x ** gamma`` (the focal loss's modulating factor) is bounded exactly over the interval of its base, where
+  it is monotone, plus its own rounding of TRANSCENDENTAL_ERROR units (std::pow is a 1-ulp libm function), or
+  one unit for gamma = 2, which torch computes as a single product.
+* Sigmoid's absolute floor is the dtype's smallest normal number, not eta: torch evaluates
+  1 / (1 + e^-x), and once e^-x overflows the result is 0 where sigmoid(x) is a subnormal.
+* ``BCE_GRAD_EPSILON = 1e-12``: the floor torch's BCE backward puts under p (1 - p).
+* gamma_{n-1} = (n - 1) u / (1 - (n - 1) u) for a sum of n terms in any order (Higham, chapter 4);
+  a sum of n terms also gets (n - 1) eta for subnormal partial sums.
+* Log-softmax is bounded in both of the orders torch's kernels use, (x - m) - log s and
+  x - (m + log s), keeping the larger bound.
+
+Nothing here is fitted to observed errors. Two choices are judgement, both stated:
+``TRANSCENDENTAL_ERROR`` and the second evaluation order for log-softmax. The meta tests in
+``tests/meta/test_tolerance.py`` show the bounds are tight: on ordinary inputs the median bound
+is a few ulps, and torch's largest error reaches a sizeable fraction of it.
+
+The reference computes in float64 with its own rounding; the model covers it by adding
+float64's unit roundoff and subnormal spacing to the dtype's (the reference performs the same
+kind and number of operations as the torch order modelled here, and is at least as well
+conditioned: it uses the same log-sum-exp and cancellation-free softplus forms). The subnormal
+term matters: a float64 probability of 5e-324 times a weight of 0.5 underflows to 0 in the
+reference itself.
+
+The model is split by concern: ``tracked`` (the arithmetic on numbers that carry an error bound),
+``forward`` (each loss replayed in torch's order), ``identities`` (the compositions the article's identities
+compare), ``backward`` (the input gradients, in the order of torch's backward formulas). The registry
+(``verification/registry.py``) names each loss's replays.
+"""
