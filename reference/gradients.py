@@ -274,4 +274,3 @@ def sigmoid_focal_loss_grad(
         focal_slope = 0.0 if gamma == 0 else gamma * (1.0 - 2.0 * y) * ratio * binary_cross_entropy_terms(x, y)
         per_element = alpha_weight(y, alpha) * (np.power(q, gamma) * (bce_slope + focal_slope))
     return _scale(np.asarray(per_element, dtype=np.float64), reduction, grad_output, float(y.size))
-

@@ -35,6 +35,18 @@ def _mutation_words(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def _losses(losses: list[dict[str, Any]]) -> list[str]:
+    """The registry's losses: what each declares, and each gap with its reason."""
+    if not losses:
+        return []
+    lines = ["## Losses: parts and gaps", "", "| loss | parts | gaps |", "| --- | --- | --- |"]
+    for loss in losses:
+        parts = ", ".join(part if status == "yes" else f"{part} ({status})" for part, status in loss["parts"].items())
+        gaps = "; ".join(f"{part}: {reason}" for part, reason in loss["gaps"].items()) or "none"
+        lines.append(f"| {_cell(loss['name'])} | {_cell(parts)} | {_cell(gaps)} |")
+    return [*lines, ""]
+
+
 def render(report: dict[str, Any]) -> str:
     env, suite, run, summary = report["environment"], report["suite"], report["run"], report["summary"]
     lines = [
@@ -60,6 +72,7 @@ def render(report: dict[str, Any]) -> str:
         f"{summary['examples_excluded']} excluded{' (reasons below)' if summary['examples_excluded'] else ''}.",
         "",
         *_mutation_words(summary),
+        *_losses(report.get("losses", [])),
         "## Checks",
         "",
         "| check | claim | loss | form | dtype | compared | excluded | worst abs error | rel | ulps | bound "
@@ -94,7 +107,9 @@ def render(report: dict[str, Any]) -> str:
         (e["id"], reason, n) for e in report["checks"] for reason, n in e.get("examples_excluded", {}).items()
     ]
     if exclusions:
-        lines += ["", "## Excluded examples", "", "| check | reason | count |", "| --- | --- | ---: |"]
+        lines += ["", "## Excluded examples, by reason", "", "| reason | count |", "| --- | ---: |"]
+        lines += [f"| {_cell(r)} | {n} |" for r, n in summary.get("examples_excluded_by_reason", {}).items()]
+        lines += ["", "## Excluded examples, by check", "", "| check | reason | count |", "| --- | --- | ---: |"]
         lines += [f"| {_cell(i.split('::', 1)[-1])} | {_cell(r)} | {n} |" for i, r, n in exclusions]
     if report["divergences"]:
         lines += [

@@ -119,6 +119,7 @@ class EvidencePlugin:
             "checks": entries,
             "divergences": [_divergence(e) for e in entries if e.get("kind") == "divergence"],
             "tolerance_model": _tolerance_model(),
+            "losses": _losses(),
             "timing": {
                 "started_utc": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(),
                 "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -182,6 +183,7 @@ def _summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
         "by_kind": by_kind,
         "examples_compared": sum(e.get("examples_compared", 0) for e in entries),
         "examples_excluded": sum(sum(e.get("examples_excluded", {}).values()) for e in entries),
+        "examples_excluded_by_reason": _excluded_by_reason(entries),
     }
     planted = [e for e in entries if PLANTED_BUG_CHECK in e["id"]]
     if planted:
@@ -191,6 +193,34 @@ def _summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
             "survivors": sorted(e["id"].split("[", 1)[-1].rstrip("]") for e in planted if e["outcome"] != "passed"),
         }
     return summary
+
+
+def _excluded_by_reason(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """Every excluded example of the run, counted by its reason: the tolerance model's rule that left its bound
+    infinite, or the named divergence it falls under."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        for reason, count in entry.get("examples_excluded", {}).items():
+            counts[reason] = counts.get(reason, 0) + int(count)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _losses() -> list[dict[str, Any]]:
+    """Each loss the registry declares, with the parts it has and each gap with its reason: what the run could
+    check of it and what it could not."""
+    from verification import registry  # the suite's registry; imported here so that the plugin loads without it
+
+    losses = []
+    for entry in registry.LOSSES:
+        parts = registry.parts_and_gaps(entry)
+        losses.append(
+            {
+                "name": entry.name,
+                "parts": {part: status for part, status in parts.items() if not status.startswith("gap: ")},
+                "gaps": {part: status[len("gap: ") :] for part, status in parts.items() if status.startswith("gap: ")},
+            }
+        )
+    return losses
 
 
 # The meta test that runs each planted bug (verification/planted_bugs.py) against the suite's properties.

@@ -13,6 +13,7 @@ the evidence report lists each loss's parts and gaps.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from torch.nn import functional as F
 import reference
 from reference import gradients
 
-from . import divergences, planted_bugs, rejections, strategies
+from . import divergences as divergence_rules
+from . import planted_bugs, rejections, strategies
 from .cases import Case
 from .dtypes import Dtype
 from .oracle import binary as binary_oracle
@@ -70,19 +72,19 @@ class Divergence:
 
 # The parts an entry declares, in the order the README's table shows them, each with what it means there.
 PARTS: dict[str, str] = {
-    "functional": "torch.nn.functional",
-    "module": "torch.nn module",
-    "reference": "reference value",
-    "reference_gradient": "reference gradient",
-    "forward_replay": "tolerance replay (value)",
-    "gradient_replay": "tolerance replay (gradient)",
-    "oracle": "mpmath oracle (value)",
-    "oracle_gradient": "mpmath oracle (gradient)",
+    "functional": "functional",
+    "module": "module",
+    "reference": "reference",
+    "reference_gradient": "ref. gradient",
+    "forward_replay": "bound",
+    "gradient_replay": "gradient bound",
+    "oracle": "oracle",
+    "oracle_gradient": "oracle gradient",
     "cases": "strategy",
-    "variants": "parity variants",
+    "variants": "variants",
     "rejections": "rejections",
     "planted_bugs": "planted bugs",
-    "divergences": "named divergences",
+    "divergences": "divergences",
 }
 
 
@@ -109,8 +111,8 @@ class LossInfo:
     gradient_cases: Callable[[Dtype], st.SearchStrategy[Case]] | None = None
     gradient_claim: str = ""  # what the gradient claim adds to the variant's
     # Which examples of a parity property fall under a named divergence: the divergence's name, or None.
-    known_divergence: Callable[[Case], str | None] = divergences.none
-    known_gradient_divergence: Callable[[Case], str | None] = divergences.none
+    known_divergence: Callable[[Case], str | None] = divergence_rules.none
+    known_gradient_divergence: Callable[[Case], str | None] = divergence_rules.none
 
     def present(self, part: str) -> bool:
         value = getattr(self, part)
@@ -270,7 +272,7 @@ NLL_LOSS = LossInfo(
             '"size mismatch" (related: pytorch#157420)',
         ),
     ),
-    known_gradient_divergence=divergences.unbatched_target_of_shape_1_backward,
+    known_gradient_divergence=divergence_rules.unbatched_target_of_shape_1_backward,
 )
 
 CROSS_ENTROPY = LossInfo(
@@ -372,8 +374,8 @@ CROSS_ENTROPY = LossInfo(
             "(pytorch#61309)",
         ),
     ),
-    known_divergence=divergences.cross_entropy_forward,
-    known_gradient_divergence=divergences.cross_entropy_backward,
+    known_divergence=divergence_rules.cross_entropy_forward,
+    known_gradient_divergence=divergence_rules.cross_entropy_backward,
 )
 
 KL_DIV = LossInfo(
@@ -455,20 +457,15 @@ SIGMOID_FOCAL_LOSS = LossInfo(
         ),
     ),
     gaps={
-        "functional": "torch has no focal loss: torchvision.ops.sigmoid_focal_loss is checked against the reference "
-        "in tests/test_focal_loss.py when a torchvision built for this torch is installed, and the reference against "
-        "torch's BCEWithLogits always",
+        "functional": "torch has none; torchvision.ops.sigmoid_focal_loss is checked in tests/test_focal_loss.py "
+        "where a torchvision built for this torch is installed",
         "module": "neither torch nor torchvision has a focal-loss module",
-        "oracle": "no mpmath oracle yet: the reference is checked against torch's BCEWithLogits (gamma = 0 and the "
-        "modulating-factor identity) instead",
-        "oracle_gradient": "no mpmath oracle yet: the reference gradient is checked against torch's BCEWithLogits "
-        "gradient at gamma = 0, and against torchvision's autograd where it is installed",
-        "variants": "torch has no focal loss to draw parity variants against: tests/test_focal_loss.py holds "
-        "torchvision's parity properties, over strategies.sigmoid_focal_loss_cases",
-        "rejections": "its ValueErrors (alpha outside [0, 1] and not -1, a bad reduction, mismatched shapes) are "
-        "checked in tests/test_focal_loss.py (test_focal_loss_rejections), against torchvision where installed",
-        "planted_bugs": "there is no torch focal loss to replace through --impl: tests/test_focal_loss.py plants "
-        "three bugs in a torch-built focal loss and requires its parity check to catch each",
+        "oracle": "no mpmath oracle yet; the reference is checked against torch's BCEWithLogits identities",
+        "oracle_gradient": "no mpmath oracle yet; the gradient is checked against BCEWithLogits' at gamma = 0",
+        "variants": "no torch focal loss to check; tests/test_focal_loss.py holds torchvision's parity properties",
+        "rejections": "its ValueErrors are checked in tests/test_focal_loss.py, against torchvision where installed",
+        "planted_bugs": "no torch focal loss to replace through --impl; tests/test_focal_loss.py plants three bugs "
+        "in a focal loss built from torch and catches each",
     },
 )
 
@@ -560,6 +557,11 @@ def reference_gradient(loss: str) -> Callable[..., Any]:
     return gradient
 
 
+def replace_parts(entry: LossInfo, **changes: Any) -> LossInfo:
+    """A copy of ``entry`` with some parts changed (for the meta tests that plant a missing part)."""
+    return dataclasses.replace(entry, **changes)
+
+
 def parts_and_gaps(entry: LossInfo) -> dict[str, str]:
     """Each part: "yes" (with a count for collections), or "gap: <reason>"; "MISSING" if neither (a defect
     the meta test reports)."""
@@ -584,12 +586,12 @@ def markdown_table() -> str:
         cells = []
         for part, status in parts_and_gaps(entry).items():
             if status.startswith("gap: "):
-                notes.append(f"{entry.name}, {PARTS[part]}: {status[5:]}")
+                notes.append(f"`{entry.name}` {PARTS[part]}: {status[5:]}")
                 cells.append(f"gap [{len(notes)}]")
             else:
                 cells.append("yes" if status == "yes" else status)
         rows.append(f"| `{entry.name}` | " + " | ".join(cells) + " |")
-    footnotes = [f"[{i}] {note}." for i, note in enumerate(notes, 1)]
+    footnotes = [f"- [{i}] {note}." for i, note in enumerate(notes, 1)]
     return "\n".join(rows) + "\n\n" + "\n".join(footnotes) + "\n"
 
 
