@@ -20,7 +20,7 @@ nox.options.sessions = ["tests(torch='2.13.0')"]
 nox.options.error_on_missing_interpreters = True
 
 TORCH = os.environ.get("LOSS_PARITY_TORCH", "torch==2.13.0")
-# The releases the suite is run on (README.md records which were verified, when, and the result).
+# The releases the suite is run on (docs/verification-log.md records which were verified, when, and the result).
 TORCH_VERSIONS = os.environ.get("LOSS_PARITY_TORCH_VERSIONS", "2.13.0 2.14.1").split()
 
 

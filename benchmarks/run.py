@@ -2,7 +2,7 @@
 
     python3 -m benchmarks.run [--thorough] [--throughput-only] [--json PATH]
 
-Writes a JSON record (machine, torch, each figure) and prints a Markdown table for the README. Nothing here
+Writes a JSON record (machine, torch, each figure) and prints Markdown tables for docs/verification-log.md. Nothing here
 asserts a time: a slow run is a finding to read, not a failure.
 """
 

@@ -38,9 +38,9 @@ def test_gradient_matches_reference(data, variant, dtype, device, implementation
     check_gradient_parity(case, grad_output, impl, form=form, dtype=dtype, device=device)
 
 
-# Soak seed 55: every kept target weighs 0, so the mean's w[y] / W is 0 / 0. The derivative at the target is then
-# undefined (NaN in torch and in the reference), but off the target it is 0 whatever W is: each position's loss
-# reads its input at the target alone. The reference had multiplied that NaN into every class.
+# Every kept target weighs 0, so the mean's w[y] / W is 0 / 0. The derivative at the target is then undefined (NaN
+# in torch and in the reference), but off the target it is 0 whatever W is: each position's loss reads its input
+# at the target alone, so a reference that multiplied w[y] / W into every class would be wrong there.
 # (One position, so that the model's total weight is an exact 0: a sum of two exact zeros may carry eta.)
 ZERO_TOTAL_WEIGHT = Case("nll_loss", np.zeros(3), np.array(0), {"weight": np.array([0.0, 1.0, 1.0])})
 
@@ -62,9 +62,9 @@ GRADCHECK_BUDGET = settings(max_examples=max(10, settings.default.max_examples /
 # gradcheck's tolerances, and what they can judge. A central difference (f(x + eps) - f(x - eps)) / 2 eps carries
 # torch's rounding error in f divided by eps, where f is the loss for gradcheck and its gradient for gradgradcheck
 # (whose random grad_outputs lie in [-1, 1]). Where the tolerance model's bound on that rounding error, over eps,
-# exceeds the absolute tolerance, an element whose true derivative is about 0 fails on rounding noise alone. Soak
-# seed 15 found two such cases: a 'mean' over weights that nearly cancel, making the loss 1e214; and a tiny total
-# weight dividing log-sum-exp(x) - x_t, which cancels from 18 to 3e-8.
+# exceeds the absolute tolerance, an element whose true derivative is about 0 fails on rounding noise alone: for
+# example a 'mean' over weights that nearly cancel, making the loss 1e214, or a tiny total weight dividing
+# log-sum-exp(x) - x_t, which cancels from 18 to 3e-8.
 GRADCHECK_EPS, GRADCHECK_ATOL, GRADCHECK_RTOL = 1e-6, 1e-5, 1e-3
 
 
