@@ -489,8 +489,9 @@ def test_reference_kl_div_gradient_is_within_k_u_s_of_the_exact_derivative(data)
 
 
 # Torch's gradient is 0 here, and a reference that forms its factors in float64 gives NaN. The total weight is the
-# subnormal w[2], so the smoothing term (eps / C) (s_k sum_j w_j - w_k) / W is about 4e321 before grad_output multiplies it: it overflows float64
-# although the gradient is 0 for grad_output 0 and about 4e21 for grad_output 1e-300 (and infinite for -3).
+# subnormal w[2], so the smoothing term (eps / C) (s_k sum_j w_j - w_k) / W is about 4e321 before grad_output
+# multiplies it: it overflows float64 although the gradient is 0 for grad_output 0 and about 4e21 for grad_output
+# 1e-300 (and infinite for -3).
 SUBNORMAL_TOTAL_WEIGHT = Case(
     "cross_entropy",
     np.zeros(5),

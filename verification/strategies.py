@@ -223,7 +223,8 @@ def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype, per_cl
 
 @st.composite
 def categorical_shape(draw: st.DrawFn, min_classes: int = 1, max_classes: int = MAX_CLASSES) -> tuple[int, ...]:
-    # C >= 1: the tolerance model's replays take a maximum over the classes (C = 0: docs/tolerance-model.md, "Not drawn").
+    # C >= 1: the tolerance model's replays take a maximum over the classes (C = 0: docs/tolerance-model.md,
+    # "Not drawn").
     layout = draw(st.sampled_from(["unbatched", "batched", "k-dim"]), label="layout")
     n_classes = draw(st.integers(min_classes, max_classes), label="classes")
     if layout == "unbatched":
