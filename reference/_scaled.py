@@ -3,8 +3,8 @@
 A mean's gradient is grad_output * w[y] / W times a probability term, and its factors need not be
 representable one by one: a subnormal total weight W makes w / W overflow, and a tiny grad_output times a
 subnormal weight underflows, although the whole product is an ordinary number (or exactly 0 where
-grad_output is 0). Soak seed 46 found the first: weights [1, 1, 5e-324, 1, 1], target 2, label smoothing 0.5
-and grad_output 0, where the gradient is 0 but (eps / C) * w_k / W is 4e321 and the naive product NaN.
+grad_output is 0). For example, with weights [1, 1, 5e-324, 1, 1], target 2, label smoothing 0.5 and
+grad_output 0, the gradient is 0 but (eps / C) * w_k / W is 4e321, and the naive product NaN.
 
 ``Scaled`` carries each value as a mantissa in [0.5, 1) and an integer exponent (``numpy.frexp``'s split), so
 products and quotients round once per operation, as float64 would, but never overflow or underflow before
@@ -23,7 +23,7 @@ F64 = NDArray[np.float64]
 Exponent = NDArray[np.int64]
 
 # ln 2 split in two (Cody and Waite): LN2_HIGH holds its first 29 bits, so k * LN2_HIGH is exact for |k| < 2^24;
-# LN2_LOW is the rest, ln 2 - LN2_HIGH, rounded (what it leaves out is 1.3e-27). Both were worked out to 50 digits.
+# LN2_LOW is the rest, ln 2 - LN2_HIGH, rounded (what it leaves out is 1.3e-27), both from ln 2 to 50 digits.
 LN2_HIGH = float.fromhex("0x1.62e42ff000000p-1")
 LN2_LOW = float.fromhex("-0x1.718432a1b0e26p-35")
 

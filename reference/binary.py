@@ -6,8 +6,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
+from ._fast import in_leading_blocks
 from ._reduction import reduce
-from .activations import in_leading_blocks
 
 F64 = NDArray[np.float64]
 

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
+from ._fast import gather_along
 from ._reduction import reduce
 from .activations import log_softmax, log_softmax_at
 
@@ -87,16 +88,7 @@ def _select_class(values: F64, safe_target: Int, class_dim: int) -> F64:
     classes: then every position is ignored, or _pick_targets has raised)."""
     if values.shape[class_dim] == 0:
         return np.full(safe_target.shape, np.nan)
-    # As one gather from the flat array: position (n, r) of a (lead, C, rest) layout reads n C R + y R + r.
-    v = np.ascontiguousarray(values)
-    lead, n_classes, rest = (
-        int(np.prod(v.shape[:class_dim])),
-        v.shape[class_dim],
-        int(np.prod(v.shape[class_dim + 1 :])),
-    )
-    offsets = np.arange(lead)[:, None] * (n_classes * rest) + np.arange(rest)[None, :]
-    flat_index = safe_target.reshape(lead, rest) * rest + offsets
-    return np.asarray(v.reshape(-1)[flat_index].reshape(safe_target.shape), dtype=np.float64)
+    return gather_along(values, safe_target, class_dim)
 
 
 def nll_loss(

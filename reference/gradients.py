@@ -1,12 +1,12 @@
-"""Analytic gradients of the four losses with respect to their input, in float64.
+"""Analytic gradients of the six losses with respect to their input, in float64.
 
 Each ``*_grad`` function takes the loss's own arguments plus ``grad_output`` (the gradient
 flowing into the loss's result: an array of the output's shape for reduction 'none', a scalar
 otherwise) and returns d(sum(grad_output * loss)) / d(input), of the input's shape. It validates
 its arguments by calling the forward reference, so it rejects exactly what the loss rejects.
 
-The derivatives are those of the forward definitions in ``binary.py`` and ``categorical.py``,
-worked out by hand:
+The derivatives are those of the forward definitions in ``binary.py``, ``categorical.py``,
+``kl_div.py`` and ``focal.py``, worked out by hand:
 
 * BCE, l = -w [y max(log p, -100) + (1 - y) max(log(1 - p), -100)]: a clamped log term is
   constant in p, so it contributes 0; an unclamped one contributes -w y / p or w (1 - y) / (1 - p);

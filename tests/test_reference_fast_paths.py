@@ -1,8 +1,9 @@
 """The reference's fast paths compute exactly what its plain paths compute, bit for bit.
 
-For speed on large inputs (issue 8's throughput goal) the reference splits its work into blocks of rows run on
-every core, reuses work arrays from call to call, and takes cross-entropy with class indices from log-softmax at
-the targets alone. None of that may change a single result, or the suite's accuracy evidence (the mpmath oracle,
+For speed on large inputs (the reference must stay within a few times torch's time, benchmarks/run.py) the
+reference splits its work into blocks of rows run on every core and reuses work arrays from call to call (the
+machinery in reference/_fast.py), and takes cross-entropy with class indices from log-softmax at the targets
+alone. None of that may change a single result, or the suite's accuracy evidence (the mpmath oracle,
 which draws small inputs, one block) would not cover the large inputs users run. Each test compares a fast path
 with the computation it replaces; blocks are forced small, so that small drawn inputs span many blocks, a
 partial last block and the thread pool.
@@ -21,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from reference import activations
+from reference import _fast, activations
 from verification import ledger, strategies
 from verification.cases import Case
 from verification.compare import assert_identical
@@ -34,12 +35,12 @@ ONE_BLOCK = 1 << 62
 @contextlib.contextmanager
 def blocks_of(elements: int) -> Iterator[None]:
     """The reference's blocking set to ``elements`` per block, for the duration."""
-    saved = activations.BLOCK_ELEMENTS
-    activations.BLOCK_ELEMENTS = elements
+    saved = _fast.BLOCK_ELEMENTS
+    _fast.BLOCK_ELEMENTS = elements
     try:
         yield
     finally:
-        activations.BLOCK_ELEMENTS = saved
+        _fast.BLOCK_ELEMENTS = saved
 
 
 def outcome(compute: Callable[[], Any]) -> tuple[str, Any]:
@@ -156,6 +157,35 @@ def test_nll_with_every_target_a_class_equals_the_full_target_check(data):
     assert_same_bits(fast, full, "target check in two reductions", case, expression)
 
 
+def assert_gathers_as_take_along_axis(values: Any, index: Any, axis: int) -> None:
+    __tracebackhide__ = True
+    fast = outcome(lambda: _fast.gather_along(values, index, axis))
+    plain = outcome(lambda: np.squeeze(np.take_along_axis(values, np.expand_dims(index, axis), axis), axis))
+    assert_identical(
+        fast,
+        plain,
+        what=f"The reference's flat gather along axis {axis} differs from np.take_along_axis",
+        repro=f"_fast.gather_along(values, index, {axis}) with values = {values!r}, index = {index!r}",
+    )
+
+
+@given(data=st.data())
+def test_the_flat_gather_reads_what_take_along_axis_reads(data):
+    """The one flat gather that reads each position's target class (nll_loss, and cross_entropy with indices)
+    reads the values np.take_along_axis reads, along any axis, from C- and Fortran-ordered arrays."""
+    shape = data.draw(strategies.hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=4), label="shape")
+    axis = data.draw(st.integers(0, len(shape) - 1), label="axis")
+    shape = (*shape[:axis], max(1, shape[axis]), *shape[axis + 1 :])  # at least one class to read
+    values = data.draw(strategies.hnp.arrays(np.float64, shape), label="values")
+    if data.draw(st.booleans(), label="Fortran order"):
+        values = np.asfortranarray(values)
+    classes = st.integers(0, shape[axis] - 1)
+    index = data.draw(
+        strategies.hnp.arrays(np.int64, shape[:axis] + shape[axis + 1 :], elements=classes), label="index"
+    )
+    assert_gathers_as_take_along_axis(values, index, axis)
+
+
 # Planted bugs: each check above must catch a fast path that is wrong in the way fast paths go wrong.
 PLANTED_CASE = Case(
     "cross_entropy",
@@ -181,12 +211,12 @@ def test_a_log_softmax_at_the_wrong_class_is_caught(monkeypatch):
 def test_a_shift_shared_by_the_rows_of_a_block_is_caught(monkeypatch):
     """A kernel that shifts each row by its block's maximum, not its own, is right in exact arithmetic (log-softmax
     ignores a constant shift) but rounds differently in each blocking: the blocked comparison sees it."""
-    correct = activations._exponentials
+    correct = activations.shift_by_row_max
 
     def block_shift(rows: Any, *buffers: Any, **options: Any) -> Any:
         return correct(rows - (np.max(rows) - np.max(rows, axis=1, keepdims=True)), *buffers, **options)
 
-    monkeypatch.setattr(activations, "_exponentials", block_shift)
+    monkeypatch.setattr(activations, "shift_by_row_max", block_shift)
     with blocks_of(3):  # one row a block: each row is its own block's maximum
         fast = outcome(lambda: reference.log_softmax(PLANTED_CASE.input, 1))
     with blocks_of(ONE_BLOCK):
@@ -217,6 +247,19 @@ def test_a_target_check_that_forgets_the_class_weights_is_caught(monkeypatch):
         assert_same_bits(fast, full, "planted", case, "")
 
 
+def test_a_gather_that_reads_memory_as_it_lies_is_caught(monkeypatch):
+    """A gather that drops the copy to C order and reads a Fortran-ordered array's memory as it lies (right for
+    every C-ordered input) is caught by the comparison with np.take_along_axis."""
+    correct = _fast.gather_along
+
+    def in_memory_order(values: Any, index: Any, axis: int) -> Any:
+        return correct(values.ravel(order="K").reshape(values.shape), index, axis)
+
+    monkeypatch.setattr(_fast, "gather_along", in_memory_order)
+    with pytest.raises(AssertionError, match="differs from np"):
+        assert_gathers_as_take_along_axis(np.asfortranarray(PLANTED_CASE.input), PLANTED_CASE.target, 1)
+
+
 def test_the_unplanted_fast_paths_pass_the_planted_cases():
     """The same comparisons pass on the same case without a planted bug: the catches above are the bugs'."""
     fast = outcome(lambda: reference.cross_entropy(PLANTED_CASE.input, PLANTED_CASE.target, reduction="none"))
@@ -229,3 +272,4 @@ def test_the_unplanted_fast_paths_pass_the_planted_cases():
     assert_same_bits(
         fast, outcome(lambda: reference.nll_loss(x, t, **kwargs, ignore_index=1)), "control", WEIGHTED_NLL, ""
     )
+    assert_gathers_as_take_along_axis(np.asfortranarray(PLANTED_CASE.input), PLANTED_CASE.target, 1)
