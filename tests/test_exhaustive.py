@@ -15,6 +15,7 @@ import reference
 from verification import ledger, registry
 from verification.compare import ParityError
 from verification.dtypes import BFLOAT16, FLOAT16, Dtype
+from verification.tolerance.tracked import RULES, Tracked
 
 SWEPT_DTYPES = (FLOAT16, BFLOAT16)
 
@@ -36,26 +37,29 @@ def ulps(dtype: Dtype, values: np.ndarray) -> np.ndarray:
     )
 
 
-UNBOUNDED = (
-    "no finite bound: an intermediate result is within rounding error of the dtype's overflow threshold "
-    "(torch may return inf where the loss is finite)"
-)
-
-
 def _sweep(
-    dtype: Dtype, inputs: np.ndarray, got: torch.Tensor, want: np.ndarray, bound: np.ndarray, what: str, repro: str
+    dtype: Dtype,
+    inputs: np.ndarray,
+    got: torch.Tensor,
+    want: np.ndarray,
+    replayed: Tracked,
+    what: str,
+    repro: str,
 ) -> None:
-    """Every input within its bound; record the largest error in ulps and where it occurs.
+    """Every input within its bound (``replayed.error``); record the largest error in ulps and where it occurs.
 
-    Inputs whose bound is infinite are not compared: they are counted under that reason in the run's summary.
+    Inputs whose bound is infinite are not compared: each is counted in the run's summary under the reason of the
+    rule that made its bound so (``replayed.unbounded_by``).
     """
+    bound = replayed.error
     if got.dtype != dtype.torch:
         raise ParityError(f"{what}: torch returned {got.dtype}, but the inputs were {dtype.torch}")
     g = got.to(torch.float64).numpy()
     bounded = np.isfinite(bound) | ~np.isfinite(want)
     record = ledger.RECORDS[ledger.current_test()]
-    if not np.all(bounded):
-        record.excluded[UNBOUNDED] += int(np.count_nonzero(~bounded))
+    codes, counts = np.unique(replayed.unbounded_by[~bounded], return_counts=True)
+    for code, count in zip(codes, counts, strict=True):
+        record.excluded[RULES[int(code)].exclusion] += int(count)
     finite = np.isfinite(want)
     mismatched = bounded & (
         (np.isnan(g) != np.isnan(want)) | (np.isinf(want) & (g != want)) | (finite & ~np.isfinite(g))
@@ -116,7 +120,7 @@ def test_bce_with_logits_at_every_finite_logit(dtype, target, pos_weight, device
     y = np.full_like(x, target)
     kwargs = {"reduction": "none"} | ({} if pos_weight is None else {"pos_weight": np.array([pos_weight])})
     want = reference.binary_cross_entropy_with_logits(x, y, **kwargs)
-    bound = registry.error_bound("binary_cross_entropy_with_logits", dtype, x, y, **kwargs)
+    replayed = registry.replay("binary_cross_entropy_with_logits", dtype, x, y, **kwargs)
     as_tensor = lambda a: torch.as_tensor(a, dtype=dtype.torch, device=device)  # noqa: E731
     torch_kwargs = {k: as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     got = torch.nn.functional.binary_cross_entropy_with_logits(as_tensor(x), as_tensor(y), **torch_kwargs).cpu()
@@ -126,7 +130,7 @@ def test_bce_with_logits_at_every_finite_logit(dtype, target, pos_weight, device
         f"print(torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction='none'"
         f"{'' if pos_weight is None else f', pos_weight=torch.tensor([{pos_weight}], dtype=x.dtype)'}))"
     )
-    _sweep(dtype, x, got, want, bound, f"BCEWithLogits over every finite {dtype} logit, y = {target}", repro)
+    _sweep(dtype, x, got, want, replayed, f"BCEWithLogits over every finite {dtype} logit, y = {target}", repro)
 
 
 @pytest.mark.parametrize("dtype", SWEPT_DTYPES, ids=str)
@@ -138,7 +142,7 @@ def test_bce_at_every_probability(dtype, target, device):
     p = values[(values >= 0) & (values <= 1)]
     y = np.full_like(p, target)
     want = reference.binary_cross_entropy(p, y, reduction="none")
-    bound = registry.error_bound("binary_cross_entropy", dtype, p, y, reduction="none")
+    replayed = registry.replay("binary_cross_entropy", dtype, p, y, reduction="none")
     got = torch.nn.functional.binary_cross_entropy(
         torch.as_tensor(p, dtype=dtype.torch, device=device),
         torch.as_tensor(y, dtype=dtype.torch, device=device),
@@ -149,7 +153,7 @@ def test_bce_at_every_probability(dtype, target, device):
         f"p = v[(v >= 0) & (v <= 1)]\nprint(torch.nn.functional.binary_cross_entropy(p, torch.full_like(p, {target}), "
         "reduction='none'))"
     )
-    _sweep(dtype, p, got, want, bound, f"BCE over every {dtype} probability in [0, 1], y = {target}", repro)
+    _sweep(dtype, p, got, want, replayed, f"BCE over every {dtype} probability in [0, 1], y = {target}", repro)
 
 
 def test_the_sweeps_cover_every_finite_value():

@@ -25,6 +25,7 @@ from verification.dtypes import PARITY_DTYPES, Dtype
 from verification.properties import exclude_if_known_divergence
 from verification.reproducer import expressions_snippet
 from verification.tolerance import identities
+from verification.tolerance.tracked import merge_rules
 
 dtypes = pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
 
@@ -227,10 +228,11 @@ def test_cross_entropy_equals_nll_of_log_softmax(data, dtype, device):
     weight, ignore_index and reduction."""
     case = _index_case_without_smoothing(data, dtype)
     x, t, kwargs = to_torch(case, dtype, device)
-    bound = 2 * registry.error_bound("cross_entropy", dtype, case.input, case.target, **case.kwargs)
+    replayed = registry.replay("cross_entropy", dtype, case.input, case.target, **case.kwargs)
+    bound = 2 * replayed.error
     composed = F.nll_loss(torch.log_softmax(x, _class_dim(case.input)), t, **kwargs)
     want = _as_numpy(F.cross_entropy(x, t, **kwargs))
-    exclude_if_unbounded(bound, reference.cross_entropy(case.input, case.target, **case.kwargs))
+    exclude_if_unbounded(bound, reference.cross_entropy(case.input, case.target, **case.kwargs), replayed.unbounded_by)
     assert_close(
         composed,
         want,
@@ -268,11 +270,14 @@ def test_cross_entropy_equals_softmax_then_log_then_nll_where_softmax_does_not_u
     dim = _class_dim(case.input)
     three_steps = F.nll_loss(torch.log(torch.softmax(x, dim)), t, **kwargs)
     want = _as_numpy(F.cross_entropy(x, t, **kwargs))
-    bound = (
-        registry.error_bound("cross_entropy", dtype, case.input, case.target, **case.kwargs)
-        + identities.softmax_log_nll(dtype, case.input, case.target, **case.kwargs).error
+    fused = registry.replay("cross_entropy", dtype, case.input, case.target, **case.kwargs)
+    steps = identities.softmax_log_nll(dtype, case.input, case.target, **case.kwargs)
+    bound = fused.error + steps.error
+    exclude_if_unbounded(
+        bound,
+        reference.cross_entropy(case.input, case.target, **case.kwargs),
+        merge_rules(fused.unbounded_by, steps.unbounded_by),
     )
-    exclude_if_unbounded(bound, reference.cross_entropy(case.input, case.target, **case.kwargs))
     assert_close(
         three_steps,
         want,
@@ -357,10 +362,14 @@ def _both_target_kinds(case: Case, dtype: Dtype, device: str):
     one_hot = Case("cross_entropy", case.input, _one_hot(case), case.kwargs)
     x, t_index, kwargs = to_torch(case, dtype, device)
     _, t_one_hot, _ = to_torch(one_hot, dtype, device)
-    bound = registry.error_bound("cross_entropy", dtype, case.input, case.target, **case.kwargs) + registry.error_bound(
-        "cross_entropy", dtype, one_hot.input, one_hot.target, **one_hot.kwargs
+    index_replay = registry.replay("cross_entropy", dtype, case.input, case.target, **case.kwargs)
+    one_hot_replay = registry.replay("cross_entropy", dtype, one_hot.input, one_hot.target, **one_hot.kwargs)
+    bound = index_replay.error + one_hot_replay.error
+    exclude_if_unbounded(
+        bound,
+        reference.cross_entropy(case.input, case.target, **case.kwargs),
+        merge_rules(index_replay.unbounded_by, one_hot_replay.unbounded_by),
     )
-    exclude_if_unbounded(bound, reference.cross_entropy(case.input, case.target, **case.kwargs))
     repro = expressions_snippet(
         one_hot,
         dtype,
@@ -443,10 +452,14 @@ def test_two_class_cross_entropy_equals_bce_with_logits(data, dtype, device):
     bce_case = Case("binary_cross_entropy_with_logits", z, y_float, kwargs)
     x, t, torch_kwargs = to_torch(ce_case, dtype, device)
     zt, yt, _ = to_torch(bce_case, dtype, device)
-    bound = registry.error_bound("cross_entropy", dtype, logits, ce_target, **kwargs) + registry.error_bound(
-        "binary_cross_entropy_with_logits", dtype, z, y_float, **kwargs
+    ce = registry.replay("cross_entropy", dtype, logits, ce_target, **kwargs)
+    bce = registry.replay("binary_cross_entropy_with_logits", dtype, z, y_float, **kwargs)
+    bound = ce.error + bce.error
+    exclude_if_unbounded(
+        bound,
+        reference.binary_cross_entropy_with_logits(z, y_float, **kwargs),
+        merge_rules(ce.unbounded_by, bce.unbounded_by),
     )
-    exclude_if_unbounded(bound, reference.binary_cross_entropy_with_logits(z, y_float, **kwargs))
     assert_close(
         F.cross_entropy(x, t, **torch_kwargs),
         _as_numpy(F.binary_cross_entropy_with_logits(zt, yt, **torch_kwargs)),

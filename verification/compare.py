@@ -16,6 +16,7 @@ from . import ledger, registry, reproducer
 from .cases import Case, to_torch
 from .dtypes import Dtype
 from .implementations import LossImpl, label
+from .tolerance.tracked import first_rule
 
 
 class ParityError(AssertionError):
@@ -91,20 +92,18 @@ def assert_identical(got: tuple[str, Any], want: tuple[str, Any], *, what: str, 
     ledger.record_example()
 
 
-def exclude_if_unbounded(bound: np.ndarray, want: np.ndarray) -> None:
+def exclude_if_unbounded(bound: np.ndarray, want: np.ndarray, unbounded_by: np.ndarray) -> None:
     """An infinite bound: rounding alone could move the result anywhere, to inf or (through inf * 0 or inf - inf)
     to NaN, whatever the reference's value, finite or not.
 
     ``want`` is the reference's (mathematical) value, never torch's: torch itself may return inf there.
+    ``unbounded_by`` is the replay's ``Tracked.unbounded_by`` (for a bound composed of several, their
+    ``merge_rules``): the example is excluded under the reason of the rule that made an element's bound infinite,
+    the lowest-numbered rule (``tolerance.tracked.RULES``) among the infinite elements where they differ.
     """
-    if np.any(np.isinf(bound)) and np.asarray(want).size:
-        ledger.exclude(
-            "no finite bound: the mean's total weight is within rounding error of 0, "
-            "or the result, a partial sum or an exponential is within rounding error of the dtype's overflow "
-            "threshold, "
-            "or a power's base is within rounding error of 0 (a fractional power of a negative base is NaN, "
-            "a negative power of 0 is inf)"
-        )
+    rule = first_rule(bound, unbounded_by) if np.asarray(want).size else None
+    if rule is not None:
+        ledger.exclude(rule.exclusion)
 
 
 def _reference(loss: str) -> Callable[..., Any]:
@@ -117,8 +116,9 @@ def check_parity(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device:
     """``impl`` computes ``case`` as the reference does, within the tolerance model's bound."""
     __tracebackhide__ = True
     want = np.asarray(_reference(case.loss)(case.input, case.target, **case.kwargs))
-    bound = np.asarray(registry.error_bound(case.loss, dtype, case.input, case.target, **case.kwargs))
-    exclude_if_unbounded(bound, want)
+    replayed = registry.replay(case.loss, dtype, case.input, case.target, **case.kwargs)
+    bound = np.asarray(replayed.error)
+    exclude_if_unbounded(bound, want, replayed.unbounded_by)
     input, target, kwargs = to_torch(case, dtype, device)
     repro = reproducer.snippet(case, dtype, device, form, label(impl))
     what = f"{case.describe()} in {form} form, {dtype} on {device}"
@@ -140,10 +140,9 @@ def check_gradient_parity(
     __tracebackhide__ = True
     gradient = registry.reference_gradient(case.loss)
     want = np.asarray(gradient(case.input, case.target, **case.kwargs, grad_output=grad_output))
-    bound = np.asarray(
-        registry.gradient_error_bound(case.loss, dtype, case.input, case.target, grad_output, **case.kwargs)
-    )
-    exclude_if_unbounded(bound, want)
+    replayed = registry.gradient_replay(case.loss, dtype, case.input, case.target, grad_output, **case.kwargs)
+    bound = np.asarray(replayed.error)
+    exclude_if_unbounded(bound, want, replayed.unbounded_by)
     input, target, kwargs = to_torch(case, dtype, device)
     input.requires_grad_(True)
     repro = reproducer.gradient_snippet(case, grad_output, dtype, device, form, label(impl))

@@ -525,7 +525,8 @@ def all_divergences() -> list[Divergence]:
 
 def error_bound(loss: str, dtype: Dtype, input: np.ndarray, target: np.ndarray, **kwargs: Any) -> np.ndarray:
     """The largest absolute error torch may make computing ``loss`` in ``dtype`` (per output element); ``inf``
-    where no finite bound holds (``unbounded_reasons`` says which rule made it so)."""
+    where no finite bound holds (``replay(...).unbounded_by`` says which rule, of ``tolerance.tracked.RULES``,
+    made it so)."""
     return replay(loss, dtype, input, target, **kwargs).error
 
 
@@ -547,7 +548,8 @@ def gradient_replay(
 def gradient_error_bound(
     loss: str, dtype: Dtype, input: np.ndarray, target: np.ndarray, grad_output: np.ndarray, **kwargs: Any
 ) -> np.ndarray:
-    """The largest absolute error torch's autograd may make in d(loss)/d(input), element-wise."""
+    """The largest absolute error torch's autograd may make in d(loss)/d(input), element-wise; ``inf`` where no
+    finite bound holds (``gradient_replay(...).unbounded_by`` says which rule made it so)."""
     return gradient_replay(loss, dtype, input, target, grad_output, **kwargs).error
 
 

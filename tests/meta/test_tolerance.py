@@ -1,16 +1,41 @@
-"""The tolerance model's structure: what its bounds must grow with, and where no finite bound exists."""
+"""The tolerance model's structure: what its bounds must grow with, where no finite bound exists, and which rule
+says so."""
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
 
 import reference
+import verification.tolerance
 from tests.test_exhaustive import ulps
-from verification import registry
+from verification import ledger, registry, strategies
 from verification.cases import Case, to_torch
-from verification.compare import ParityError, assert_close, check_parity
-from verification.dtypes import FLOAT32, FLOAT64, PARITY_DTYPES, Dtype
+from verification.compare import (
+    ParityError,
+    assert_close,
+    check_gradient_parity,
+    check_parity,
+    exclude_if_unbounded,
+)
+from verification.dtypes import FLOAT16, FLOAT32, FLOAT64, PARITY_DTYPES, Dtype
 from verification.implementations import LOSSES, torch_impl
+from verification.tolerance import identities
+from verification.tolerance.tracked import (
+    DIVISOR_NEAR_ZERO,
+    EXP_OVERFLOW,
+    LOG_NEAR_ZERO,
+    NAN_TERM,
+    NONFINITE_OPERAND,
+    OVERFLOW,
+    PARTIAL_SUM_OVERFLOW,
+    POWER_BASE_NEAR_ZERO,
+    RULES,
+    first_rule,
+    merge_rules,
+)
 
 
 def test_cross_entropy_bound_grows_with_the_largest_logit():
@@ -62,6 +87,217 @@ def test_the_bound_covers_the_reference_s_own_subnormal_rounding():
     probabilities = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 5e-324]])
     case = Case("cross_entropy", logits, probabilities, {"weight": np.array([1.0, 1.0, 0.5])})
     check_parity(case, torch_impl("cross_entropy", "functional"), form="functional", dtype=FLOAT64, device="cpu")
+
+
+# --- where no finite bound holds: the rule that made it so ----------------------------------------------------------
+
+# One case per rule (two for divisor_near_zero, which has two sources), each with the replay whose bound it makes
+# infinite and the reference's value, as check_parity and check_gradient_parity pass them to exclude_if_unbounded.
+WEIGHTS_THAT_CANCEL = {"weight": np.array([1.0, -1.0])}
+UNBOUNDED_CASES = [
+    # A float16 'mean' NLL whose class weights 1 and -1 cancel.
+    pytest.param(
+        DIVISOR_NEAR_ZERO,
+        lambda: (
+            registry.replay(
+                "nll_loss", FLOAT16, np.array([[0.5, -2.0], [3.0, 1.0]]), np.array([0, 1]), **WEIGHTS_THAT_CANCEL
+            ),
+            reference.nll_loss(np.array([[0.5, -2.0], [3.0, 1.0]]), np.array([0, 1]), **WEIGHTS_THAT_CANCEL),
+        ),
+        id="divisor_near_zero-nll_mean",
+    ),
+    # Float16 BCE's gradient at p = 0, over max(p (1 - p), 1e-12).
+    pytest.param(
+        DIVISOR_NEAR_ZERO,
+        lambda: (
+            registry.gradient_replay(
+                "binary_cross_entropy", FLOAT16, np.array([0.0]), np.array([0.0]), np.array([1.0]), reduction="none"
+            ),
+            registry.reference_gradient("binary_cross_entropy")(
+                np.array([0.0]), np.array([0.0]), reduction="none", grad_output=np.array([1.0])
+            ),
+        ),
+        id="divisor_near_zero-bce_gradient",
+    ),
+    # The log of a float32 softmax probability e^-1e4 that underflowed to 0.
+    pytest.param(
+        LOG_NEAR_ZERO,
+        lambda: (
+            identities.softmax_log_nll(FLOAT32, np.array([[0.0, -1e4]]), np.array([1]), reduction="none"),
+            reference.cross_entropy(np.array([[0.0, -1e4]]), np.array([1]), reduction="none"),
+        ),
+        id="log_near_zero",
+    ),
+    # The focal gradient's (1 - p_t)^(gamma - 1) for gamma 0.5 at a saturated x = 20.
+    pytest.param(
+        POWER_BASE_NEAR_ZERO,
+        lambda: (
+            registry.gradient_replay(
+                "sigmoid_focal_loss", FLOAT32, np.array([20.0]), np.array([1.0]), np.array([1.0]), gamma=0.5
+            ),
+            registry.reference_gradient("sigmoid_focal_loss")(
+                np.array([20.0]), np.array([1.0]), gamma=0.5, grad_output=np.array([1.0])
+            ),
+        ),
+        id="power_base_near_zero",
+    ),
+    # A KL log target of 710, e^710 past float64's range.
+    pytest.param(
+        EXP_OVERFLOW,
+        lambda: (
+            registry.replay("kl_div", FLOAT32, np.array([0.0]), np.array([710.0]), reduction="none", log_target=True),
+            reference.kl_div(np.array([0.0]), np.array([710.0]), reduction="none", log_target=True),
+        ),
+        id="exp_overflow",
+    ),
+    # A float16 sum of 60000, 60000 and -60000 (the total, 60000, is finite).
+    pytest.param(
+        PARTIAL_SUM_OVERFLOW,
+        lambda: (
+            registry.replay(
+                "nll_loss", FLOAT16, np.array([[-6e4, 0.0], [-6e4, 0.0], [6e4, 0.0]]), np.zeros(3, int), reduction="sum"
+            ),
+            reference.nll_loss(np.array([[-6e4, 0.0], [-6e4, 0.0], [6e4, 0.0]]), np.zeros(3, int), reduction="sum"),
+        ),
+        id="partial_sum_overflow",
+    ),
+    # Float16 BCEWithLogits at the largest float16 logit, 65504.
+    pytest.param(
+        OVERFLOW,
+        lambda: (
+            registry.replay(
+                "binary_cross_entropy_with_logits", FLOAT16, np.array([65504.0]), np.array([0.0]), reduction="none"
+            ),
+            reference.binary_cross_entropy_with_logits(np.array([65504.0]), np.array([0.0]), reduction="none"),
+        ),
+        id="overflow",
+    ),
+    # A 'mean' KL with a negative target, whose log is NaN.
+    pytest.param(
+        NAN_TERM,
+        lambda: (
+            registry.replay("kl_div", FLOAT32, np.array([0.5, -1.0]), np.array([-0.5, 0.25]), reduction="mean"),
+            reference.kl_div(np.array([0.5, -1.0]), np.array([-0.5, 0.25]), reduction="mean"),
+        ),
+        id="nan_term",
+    ),
+    # A 'mean' cross-entropy with label smoothing over a total weight of exactly 0: the smoothing term is exactly
+    # inf, times a rounded constant.
+    pytest.param(
+        NONFINITE_OPERAND,
+        lambda: (
+            registry.replay(
+                "cross_entropy",
+                FLOAT32,
+                np.array([1.0, 2.0]),
+                np.array(0),
+                weight=np.array([0.0, 1.0]),
+                label_smoothing=0.5,
+            ),
+            reference.cross_entropy(
+                np.array([1.0, 2.0]), np.array(0), weight=np.array([0.0, 1.0]), label_smoothing=0.5
+            ),
+        ),
+        id="nonfinite_operand",
+    ),
+]
+
+
+def test_every_rule_has_a_case_that_triggers_it():
+    """UNBOUNDED_CASES covers every rule of the table."""
+    assert {param.values[0] for param in UNBOUNDED_CASES} == set(RULES)
+
+
+@pytest.mark.parametrize(("code", "unbounded"), UNBOUNDED_CASES)
+@settings(max_examples=1)
+@given(nothing=st.none())
+def test_each_rule_names_the_exclusion_of_a_case_it_makes_unbounded(nothing, code, unbounded):
+    """For a case that triggers each rule, every infinite element of the replay's bound records that rule, and
+    exclude_if_unbounded drops the example counted in the ledger under "no finite bound: " and that rule's reason,
+    and under no other reason."""
+    replayed, want = unbounded()
+    infinite = np.isinf(replayed.error)
+    assert np.any(infinite)
+    assert set(np.unique(replayed.unbounded_by[infinite])) == {code}
+    with pytest.raises(UnsatisfiedAssumption):
+        exclude_if_unbounded(replayed.error, np.asarray(want), replayed.unbounded_by)
+    assert set(ledger.RECORDS[ledger.current_test()].excluded) == {RULES[code].exclusion}
+    assert RULES[code].exclusion == f"no finite bound: {RULES[code].reason}"
+
+
+@settings(max_examples=1)
+@given(nothing=st.none())
+def test_check_parity_and_check_gradient_parity_exclude_under_the_rule_s_reason(nothing):
+    """check_parity and check_gradient_parity exclude a float16 'mean' NLL whose class weights cancel under
+    divisor_near_zero's reason: both divide by the total weight, 1 + (-1), which rounding could move anywhere."""
+    case = Case("nll_loss", np.array([[0.5, -2.0], [3.0, 1.0]]), np.array([0, 1]), WEIGHTS_THAT_CANCEL)
+    impl = torch_impl("nll_loss", "functional")
+    with pytest.raises(UnsatisfiedAssumption):
+        check_parity(case, impl, form="functional", dtype=FLOAT16, device="cpu")
+    with pytest.raises(UnsatisfiedAssumption):
+        check_gradient_parity(case, np.asarray(1.0), impl, form="functional", dtype=FLOAT16, device="cpu")
+    excluded = ledger.RECORDS[ledger.current_test()].excluded
+    assert dict(excluded) == {RULES[DIVISOR_NEAR_ZERO].exclusion: 2}
+
+
+def test_an_operation_on_an_unbounded_operand_keeps_the_operand_s_rule():
+    """The rule is the root cause: a 'mean' KL over a term whose e^710 overflows float64 stays exp_overflow through
+    the sum and the division (not partial_sum_overflow, overflow or divisor_near_zero), and so does e^710 times an
+    exact 0 (log target 710 against input 710; 0 * inf is NaN in torch)."""
+    mean = registry.replay(
+        "kl_div", FLOAT16, np.array([0.0, 1.0]), np.array([710.0, 1.0]), reduction="mean", log_target=True
+    )
+    times_zero = registry.replay(
+        "kl_div", FLOAT16, np.array([710.0]), np.array([710.0]), reduction="none", log_target=True
+    )
+    for replayed in (mean, times_zero):
+        assert np.all(np.isinf(replayed.error)) and np.all(replayed.unbounded_by == EXP_OVERFLOW)
+
+
+def test_where_elements_are_unbounded_under_several_rules_the_lowest_code_is_reported():
+    """A float16 KL (log targets, reduction 'none') whose first element's e^710 overflows and whose second's
+    e^11 (11 + 65504) passes float16's largest value reports exp_overflow, the lower of the two codes; merging the
+    rules of two bounds keeps the lowest code per element, and a finite element has none."""
+    replayed = registry.replay(
+        "kl_div",
+        FLOAT16,
+        np.array([0.0, -65504.0, 0.0]),
+        np.array([710.0, 11.0, 1.0]),
+        reduction="none",
+        log_target=True,
+    )
+    assert list(replayed.unbounded_by) == [EXP_OVERFLOW, OVERFLOW, 0]
+    assert first_rule(replayed.error, replayed.unbounded_by) is RULES[EXP_OVERFLOW]
+    merged = merge_rules(np.array([OVERFLOW, 0, EXP_OVERFLOW, 0]), np.array([DIVISOR_NEAR_ZERO, NAN_TERM, 0, 0]))
+    assert list(merged) == [DIVISOR_NEAR_ZERO, NAN_TERM, EXP_OVERFLOW, 0]
+    assert first_rule(np.array([1.0, 2.0]), np.array([0, 0])) is None
+
+
+def test_the_tolerance_docstring_names_every_rule():
+    """The tolerance package's docstring, which every evidence report quotes, names each rule."""
+    doc = verification.tolerance.__doc__ or ""
+    assert [rule.name for rule in RULES.values() if f"``{rule.name}``" not in doc] == []
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [entry for entry in registry.LOSSES if entry.present("cases") and entry.present("gradient_replay")],
+    ids=str,
+)
+@given(data=st.data())
+def test_a_rule_is_recorded_exactly_where_a_bound_is_not_finite(data, entry):
+    """For every loss's cases in every dtype, forward and gradient, an element's bound is infinite (or NaN) exactly
+    where the replay records a rule: no unbounded element goes unexplained, and no bounded one carries a rule."""
+    dtype = data.draw(st.sampled_from(PARITY_DTYPES), label="dtype")
+    case = data.draw(entry.cases(dtype), label="case")
+    replayed = registry.replay(case.loss, dtype, case.input, case.target, **case.kwargs)
+    grad_output = data.draw(strategies.grad_outputs(dtype, np.shape(replayed.value)), label="grad_output")
+    gradient = registry.gradient_replay(case.loss, dtype, case.input, case.target, grad_output, **case.kwargs)
+    for tracked in (replayed, gradient):
+        unexplained = ~np.isfinite(tracked.error) != (tracked.unbounded_by != 0)
+        assert not np.any(unexplained), case.describe()
+        assert set(np.unique(tracked.unbounded_by)) <= {0, *RULES}
+    ledger.record_example()
 
 
 # --- tightness: the bound is close to the error torch really makes ---------------------------------------------------

@@ -20,13 +20,30 @@ computation itself: it grows with max|logit| and C for log-softmax losses, with 
 BCEWithLogits, with the number of elements for reductions, and it becomes infinite when a
 'mean' divides by a total weight that rounding could drive to zero, or when a result, a partial
 sum or an exponential may leave the dtype's finite range, and for a sum with such a term (problems
-that no finite bound describes: the properties exclude them, with the reason shown in the run's
-summary). A NaN operand makes a product an exact NaN (compared as NaN), not an unbounded one.
+that no finite bound describes: the properties exclude them, counted under the rule that made the
+bound infinite, below). A NaN operand makes a product an exact NaN (compared as NaN), not an
+unbounded one.
 
 Gradients are replayed the same way, in the order of torch's backward formulas (aten's
 ``*_backward`` kernels, and autograd's chain through log_softmax for cross-entropy), with the
 same per-operation rules. An operand whose error is unbounded may itself be inf in torch, so
 an exact zero times it is unbounded too (0 * inf is NaN), never exactly 0.
+
+Where no finite bound holds, each element records the rule that made its bound infinite
+(``Tracked.unbounded_by``, a code of ``tracked.RULES``): the rule that fired there, or, for an
+operation on an operand that already had no finite bound, that operand's rule (the root cause, so an
+exact 0 times an unbounded factor keeps the factor's rule). An excluded example is counted under its
+rule's reason, so the run's summary counts exclusions per rule, in this order: ``divisor_near_zero``
+(a divisor is within rounding error of 0: a mean's total weight that rounding could cancel, or the
+max(p (1 - p), 1e-12) of BCE's gradient in float16), ``log_near_zero`` (a logarithm's argument
+is within rounding error of 0), ``power_base_near_zero`` (a power's base is within rounding error of
+0 or below it), ``exp_overflow`` (e^x of a finite x is past float64's range), ``partial_sum_overflow``
+(a partial sum of a sum's positive or of its negative terms may pass the dtype's largest value),
+``overflow`` (a result, with its error bound, may pass the dtype's largest value), ``nan_term`` (a sum
+with a NaN term has a NaN error bound, which the division of a 'mean' or 'batchmean', or a product,
+after it takes as unbounded) and ``nonfinite_operand`` (an operand of a product, exponential,
+quotient, logarithm or power is inf or NaN). Where an example's infinite elements fall under
+several rules, the first in this order is the one counted.
 
 The constants, each in a sentence:
 

@@ -68,9 +68,7 @@ def binary_cross_entropy_with_logits_grad(
 def _expand(per_position: Tracked, class_dim: int) -> Tracked:
     if per_position.value.ndim == 0:
         return per_position
-    return per_position._like(
-        np.expand_dims(per_position.value, class_dim), np.expand_dims(per_position.error, class_dim)
-    )
+    return per_position.expand_dims(class_dim)
 
 
 def _nll_grad(
@@ -174,7 +172,7 @@ def _sum_to_shape(gradient: Tracked, shape: tuple[int, ...]) -> Tracked:
     for axis, size in enumerate(shape):
         if size == 1 and gradient.value.shape[axis] != 1:
             summed = gradient.sum(axis=axis)
-            gradient = summed._like(np.expand_dims(summed.value, axis), np.expand_dims(summed.error, axis))
+            gradient = summed.expand_dims(axis)
     return gradient
 
 

@@ -32,7 +32,7 @@ def log_softmax(x: Tracked, dim: int) -> Tracked:
     m = np.max(x.value, axis=dim, keepdims=True)
     shifted = x - m
     log_s = shifted.exp().sum(axis=dim).log()
-    log_s = x._like(np.expand_dims(log_s.value, dim), np.expand_dims(log_s.error, dim))
+    log_s = log_s.expand_dims(dim)
     return Tracked.larger(shifted - log_s, x - (log_s + m))
 
 
@@ -153,7 +153,7 @@ def kl_div(dtype: Dtype, input: F64, target: F64, reduction: str = "mean", log_t
     else:
         t_log_t = t.log() * t
         zero = t.value == 0  # xlogy(0, y) is exactly 0
-        losses = x._like(np.where(zero, 0.0, t_log_t.value), np.where(zero, 0.0, t_log_t.error)) - t * x
+        losses = t_log_t.where(~zero, 0.0) - t * x
     if reduction == "none":
         return losses
     total = losses.sum()

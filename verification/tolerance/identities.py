@@ -48,5 +48,5 @@ def softmax_log_nll(
     dim = _class_dim(x.value.ndim)
     exps = (x - np.max(x.value, axis=dim, keepdims=True)).exp()
     total = exps.sum(axis=dim)
-    total = x._like(np.expand_dims(total.value, dim), np.expand_dims(total.error, dim))
+    total = total.expand_dims(dim)
     return _nll((exps / total).log(), target, weight, ignore_index, reduction, dtype)

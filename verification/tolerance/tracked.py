@@ -1,5 +1,9 @@
 """The tracked arithmetic: a float64 value with a rigorous bound on the absolute error torch's computation of
-it in the dtype may carry, and the standard model's rule for each operation (see the package docstring)."""
+it in the dtype may carry, and the standard model's rule for each operation (see the package docstring).
+
+Where no finite bound holds, each element also records which rule made it so (``Tracked.unbounded_by``, a code
+from ``RULES``): the rule that fired at that element, or, where an operand's bound was already not finite, that
+operand's rule, so that the root cause travels to the loss's result."""
 
 from __future__ import annotations
 
@@ -24,6 +28,124 @@ SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2.0
 F64 = np.ndarray
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One reason no finite bound holds: its code (as ``Tracked.unbounded_by`` records it), a short name, and the
+    sentence an exclusion under it reads as."""
+
+    code: int
+    name: str
+    reason: str
+
+    @property
+    def exclusion(self) -> str:
+        """The reason the ledger counts an example excluded under this rule by."""
+        return f"no finite bound: {self.reason}"
+
+
+# Every place the arithmetic below makes an error bound infinite (or NaN) names one of these rules. Where elements
+# of one result are unbounded under several rules, the lowest code is the one reported (``first_rule``).
+DIVISOR_NEAR_ZERO = 1
+LOG_NEAR_ZERO = 2
+POWER_BASE_NEAR_ZERO = 3
+EXP_OVERFLOW = 4
+PARTIAL_SUM_OVERFLOW = 5
+OVERFLOW = 6
+NAN_TERM = 7
+NONFINITE_OPERAND = 8
+
+RULES: dict[int, Rule] = {
+    rule.code: rule
+    for rule in (
+        Rule(
+            DIVISOR_NEAR_ZERO,
+            "divisor_near_zero",
+            "a divisor is within rounding error of 0 (a mean's total weight that rounding could cancel, or the "
+            "max(p (1 - p), 1e-12) that BCE's gradient divides by, in float16, whose subnormal spacing exceeds 1e-12)",
+        ),
+        Rule(
+            LOG_NEAR_ZERO,
+            "log_near_zero",
+            "a logarithm's argument is within rounding error of 0 (its error bound reaches its value)",
+        ),
+        Rule(
+            POWER_BASE_NEAR_ZERO,
+            "power_base_near_zero",
+            "a power's base is within rounding error of 0 or below it (a fractional power of a negative base is "
+            "NaN, a negative power of 0 is inf)",
+        ),
+        Rule(
+            EXP_OVERFLOW,
+            "exp_overflow",
+            "an exponential of a finite value is past float64's range (torch's is inf, and a later 0 * inf is NaN)",
+        ),
+        Rule(
+            PARTIAL_SUM_OVERFLOW,
+            "partial_sum_overflow",
+            "a partial sum of a sum's positive or of its negative terms may pass the dtype's largest finite value "
+            "(and round to inf, though the total is finite)",
+        ),
+        Rule(
+            OVERFLOW,
+            "overflow",
+            "a result, with its error bound, may pass the dtype's largest finite value (and round to inf)",
+        ),
+        Rule(
+            NAN_TERM,
+            "nan_term",
+            "a sum has a NaN term, so its error bound is NaN, and a 'mean' or 'batchmean' dividing it (or a product "
+            "with it) is taken as unbounded (its value is NaN)",
+        ),
+        Rule(
+            NONFINITE_OPERAND,
+            "nonfinite_operand",
+            "an operand of a product, exponential, quotient, logarithm or power is inf or NaN, and the model "
+            "propagates no finite error through it",
+        ),
+    )
+}
+
+# The dtype of ``Tracked.unbounded_by``: 0 where the error bound is finite, else a code of ``RULES``.
+CODE = np.int8
+
+
+def merge_rules(*codes: Any) -> F64:
+    """Element-wise, the lowest rule code among ``codes`` (broadcast together), 0 where none is set: the rule of a
+    bound composed from several (a sum of bounds, or the larger of two)."""
+    merged = np.zeros(np.broadcast_shapes(*(np.shape(c) for c in codes)), dtype=CODE)
+    for c in codes:
+        c = np.asarray(c, dtype=CODE)
+        merged = np.where((merged == 0) | ((c != 0) & (c < merged)), c, merged).astype(CODE)
+    return merged
+
+
+def first_rule(bound: Any, unbounded_by: Any) -> Rule | None:
+    """The rule to report for a bound: the lowest code among its infinite elements; None if every element is
+    finite (or NaN). An infinite element without a code is a defect of whatever composed the bound."""
+    bound = np.asarray(bound)
+    infinite = np.isinf(bound)
+    if not np.any(infinite):
+        return None
+    codes = np.broadcast_to(np.asarray(unbounded_by, dtype=CODE), bound.shape)[infinite]
+    codes = codes[codes != 0]
+    assert codes.size, "an infinite bound with no rule recorded: pass the unbounded_by of every bound composed"
+    return RULES[int(codes.min())]
+
+
+def _attribute(error: Any, inherited: Any, fresh: Any) -> F64:
+    """The rule of each element whose error bound is not finite: an operand's (``inherited``, where its bound was
+    already not finite: the root cause), else the rule that fired here (``fresh``)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(error), 0, np.where(inherited != 0, inherited, fresh)).astype(CODE)
+
+
+def _along(codes: F64, axis: int | None) -> F64:
+    """The lowest rule code along ``axis`` (0 where none is set): a reduction's inherited rule."""
+    top = np.iinfo(CODE).max
+    lowest = np.min(np.where(codes == 0, top, codes), axis=axis, initial=top)
+    return np.where(lowest == top, 0, lowest).astype(CODE)
+
+
 def _times(a: F64, b: F64) -> F64:
     """One term of a product's propagated error: 0 when a factor is exactly 0 and the other finite, and inf
     for 0 * inf (an operand whose error is unbounded may itself be inf in torch, and 0 * inf is NaN)."""
@@ -43,6 +165,8 @@ class Tracked:
 
     value: F64
     error: F64
+    # Per element, the code (in RULES) of the rule that made the error bound infinite or NaN; 0 where it is finite.
+    unbounded_by: np.ndarray
     u: float
     eta: float
     largest: float  # the dtype's largest finite value: beyond it a rounded result may be inf
@@ -56,43 +180,54 @@ class Tracked:
         # The reference's own float64 rounding (its u and its subnormal floor) adds to torch's.
         u = dtype.unit_roundoff + FLOAT64.unit_roundoff
         eta = dtype.smallest_subnormal + FLOAT64.smallest_subnormal
-        return Tracked(v, np.zeros_like(v), u, eta, dtype.largest, dtype.smallest_normal)
+        return Tracked(v, np.zeros_like(v), np.zeros(v.shape, dtype=CODE), u, eta, dtype.largest, dtype.smallest_normal)
 
     def constant(self, c: float) -> Tracked:
         """A Python float that torch rounds to the dtype before using it."""
-        return self._like(c, self.u * abs(c))
+        return self._like(c, self.u * abs(c), 0)
 
-    def _like(self, value: Any, error: Any) -> Tracked:
+    def _like(self, value: Any, error: Any, unbounded_by: Any) -> Tracked:
+        """A result of this computation; ``unbounded_by`` names the rule of each element whose ``error`` is already
+        not finite (an element without one, and one that may leave the dtype's range here, is OVERFLOW's)."""
         value, error = np.asarray(value, dtype=np.float64), np.asarray(error, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             # A result that may leave the dtype's range may round to inf: no finite bound holds.
             error = np.where(np.isfinite(value) & (np.abs(value) + error > self.largest), np.inf, error)
-        return Tracked(value, error, self.u, self.eta, self.largest, self.smallest_normal)
+        # An error that the float64 arithmetic of a bound itself took past float64's range is OVERFLOW's too.
+        by = _attribute(error, np.asarray(unbounded_by, dtype=CODE), OVERFLOW)
+        return Tracked(value, error, by, self.u, self.eta, self.largest, self.smallest_normal)
 
-    def _rounded(self, value: Any, propagated: Any, relative: float = 1.0) -> Tracked:
+    def _rounded(self, value: Any, propagated: Any, unbounded_by: Any, relative: float = 1.0) -> Tracked:
         """Add one rounding (``relative`` units of u, plus eta) to the propagated error."""
         value = np.asarray(value, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             rounding = np.where(np.isfinite(value), relative * self.u * np.abs(value) + self.eta, 0.0)
-        return self._like(value, propagated + rounding)
+        return self._like(value, propagated + rounding, unbounded_by)
 
     def _lift(self, other: Tracked | float | F64) -> Tracked:
         if isinstance(other, Tracked):
             return other
         v = np.asarray(other, dtype=np.float64)
-        return self._like(v, np.zeros_like(v))
+        return self._like(v, np.zeros_like(v), 0)
+
+    def expand_dims(self, axis: int) -> Tracked:
+        return self._like(
+            np.expand_dims(self.value, axis), np.expand_dims(self.error, axis), np.expand_dims(self.unbounded_by, axis)
+        )
 
     # -- arithmetic -----------------------------------------------------------------------
     def __add__(self, other: Tracked | float | F64) -> Tracked:
         o = self._lift(other)
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, in torch as here
-            return self._rounded(self.value + o.value, self.error + o.error)
+            propagated = self.error + o.error
+            by = _attribute(propagated, merge_rules(self.unbounded_by, o.unbounded_by), OVERFLOW)
+            return self._rounded(self.value + o.value, propagated, by)
 
     def __radd__(self, other: float | F64) -> Tracked:
         return self + other
 
     def __neg__(self) -> Tracked:
-        return self._like(-self.value, self.error)  # exact
+        return self._like(-self.value, self.error, self.unbounded_by)  # exact
 
     def __sub__(self, other: Tracked | float | F64) -> Tracked:
         return self + (-self._lift(other))
@@ -109,7 +244,10 @@ class Tracked:
                 _times(_size(self.value), o.error) + _times(_size(o.value), self.error) + _times(self.error, o.error)
             )
             product = self.value * o.value  # 0 * inf is NaN, as in torch
-        return self._rounded(product, propagated)
+        # With both errors finite, only an infinite factor or float64's overflow makes the propagated error inf.
+        fresh = np.where(np.isinf(self.value) | np.isinf(o.value), NONFINITE_OPERAND, OVERFLOW)
+        by = _attribute(propagated, merge_rules(self.unbounded_by, o.unbounded_by), fresh)
+        return self._rounded(product, propagated, by)
 
     def __rmul__(self, other: float | F64) -> Tracked:
         return self * other
@@ -128,7 +266,16 @@ class Tracked:
             # own error is unbounded (it may be NaN in torch, and so the quotient).
             exact_nonfinite = (o.error == 0) & np.isfinite(self.error)
             propagated = np.where(np.isfinite(quotient), propagated, np.where(exact_nonfinite, 0.0, np.inf))
-        return self._rounded(quotient, propagated)
+            # With both errors finite: an inexact divisor whose interval reaches 0; else an inf or NaN quotient of
+            # an inf or NaN operand over an inexact divisor; else float64's overflow.
+            finite_operands = np.isfinite(self.value) & np.isfinite(o.value)
+            fresh = np.where(
+                (o.error > 0) & (margin <= 0),
+                DIVISOR_NEAR_ZERO,
+                np.where(np.isfinite(quotient) | finite_operands, OVERFLOW, NONFINITE_OPERAND),
+            )
+        by = _attribute(propagated, merge_rules(self.unbounded_by, o.unbounded_by), fresh)
+        return self._rounded(quotient, propagated, by)
 
     # -- functions ------------------------------------------------------------------------
     def exp(self) -> Tracked:
@@ -138,37 +285,43 @@ class Tracked:
         with np.errstate(over="ignore", invalid="ignore"):
             value = np.exp(self.value)
             propagated = _times(value, np.expm1(self.error))
-            propagated = np.where(np.isfinite(self.value) & np.isinf(value), np.inf, propagated)
-        return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
+            past_float64 = np.isfinite(self.value) & np.isinf(value)
+            propagated = np.where(past_float64, np.inf, propagated)
+        fresh = _exponential_rule(self.value, past_float64)
+        return self._rounded(value, propagated, _attribute(propagated, self.unbounded_by, fresh), TRANSCENDENTAL_ERROR)
 
     def expm1(self) -> Tracked:
         """e^x - 1 as one function (accurate near 0, where exp(x) - 1 cancels); e^(x + d) - e^x = e^x (e^d - 1)."""
         with np.errstate(over="ignore"):
             value = np.expm1(self.value)
-            propagated = _times(np.exp(self.value), np.expm1(self.error))
-        return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
+            e_x = np.exp(self.value)
+            propagated = _times(e_x, np.expm1(self.error))
+        fresh = _exponential_rule(self.value, np.isfinite(self.value) & np.isinf(e_x))
+        return self._rounded(value, propagated, _attribute(propagated, self.unbounded_by, fresh), TRANSCENDENTAL_ERROR)
 
     def log(self) -> Tracked:
         with np.errstate(divide="ignore", invalid="ignore"):
             value = np.log(self.value)
             ratio = self.error / self.value
             propagated = np.where(self.error == 0, 0.0, np.where(ratio < 1, -np.log1p(-ratio), np.inf))
-        return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
+        by = _attribute(propagated, self.unbounded_by, _logarithm_rule(self.value))
+        return self._rounded(value, propagated, by, TRANSCENDENTAL_ERROR)
 
     def log1p(self) -> Tracked:
         with np.errstate(divide="ignore", invalid="ignore"):
             value = np.log1p(self.value)
             ratio = self.error / (1.0 + self.value)
             propagated = np.where(self.error == 0, 0.0, np.where(ratio < 1, -np.log1p(-ratio), np.inf))
-        return self._rounded(value, propagated, TRANSCENDENTAL_ERROR)
+        by = _attribute(propagated, self.unbounded_by, _logarithm_rule(self.value))
+        return self._rounded(value, propagated, by, TRANSCENDENTAL_ERROR)
 
     def sigmoid(self) -> Tracked:
         """sigmoid is 1/4-Lipschitz; torch's evaluation errs by at most SIGMOID_ERROR units of roundoff, and by
         up to the smallest normal number in absolute terms: it evaluates 1 / (1 + e^-x), and once e^-x
         overflows (sigmoid(x) is then below the smallest normal) the result is 0, not the subnormal value."""
         value = reference.sigmoid(self.value)
-        rounded = self._rounded(value, 0.25 * self.error, SIGMOID_ERROR)
-        return self._like(value, rounded.error + self.smallest_normal)
+        rounded = self._rounded(value, 0.25 * self.error, self.unbounded_by, SIGMOID_ERROR)
+        return self._like(value, rounded.error + self.smallest_normal, rounded.unbounded_by)
 
     def power(self, exponent: float, base_nonnegative: bool = False) -> Tracked:
         """x ** exponent for an exponent exact in the dtype. x^0 is exactly 1 (NaN and 0 included), as in torch.
@@ -177,7 +330,7 @@ class Tracked:
         NaN) and, for a negative one, an interval containing 0 is unbounded (0 to a negative power is inf).
         ``base_nonnegative``: torch's base is known to be >= 0, so the interval starts at 0 at the lowest."""
         if exponent == 0:
-            return self._like(np.ones_like(self.value), np.zeros_like(self.value))
+            return self._like(np.ones_like(self.value), np.zeros_like(self.value), 0)
         low, high = self.value - self.error, self.value + self.error
         if base_nonnegative:
             low = np.maximum(low, 0.0)
@@ -192,21 +345,28 @@ class Tracked:
             if exponent < 0:
                 unbounded = unbounded | ((low <= 0) & (high >= 0))
             propagated = np.where(self.error == 0, 0.0, np.where(unbounded | np.isnan(propagated), np.inf, propagated))
+        # Otherwise a NaN change is an inf or NaN base's, or inf - inf where float64's power overflowed.
+        fresh = np.where(
+            unbounded, POWER_BASE_NEAR_ZERO, np.where(np.isfinite(self.value), OVERFLOW, NONFINITE_OPERAND)
+        )
+        by = _attribute(propagated, self.unbounded_by, fresh)
         # std::pow is accurate to 1 ulp in libm, as exp and log are; an exponent of 2 is a single product.
-        return self._rounded(value, propagated, 1.0 if exponent == 2 else TRANSCENDENTAL_ERROR)
+        return self._rounded(value, propagated, by, 1.0 if exponent == 2 else TRANSCENDENTAL_ERROR)
 
     def abs(self) -> Tracked:
-        return self._like(np.abs(self.value), self.error)  # exact
+        return self._like(np.abs(self.value), self.error, self.unbounded_by)  # exact
 
     def clamp_min(self, floor: float) -> Tracked:
         """max(x, floor): 1-Lipschitz, so it never adds error; certainly-below values become exact."""
         certainly_below = (self.value + self.error <= floor) | (self.value == -np.inf)
         return self._like(
-            np.where(certainly_below, floor, np.maximum(self.value, floor)), np.where(certainly_below, 0.0, self.error)
+            np.where(certainly_below, floor, np.maximum(self.value, floor)),
+            np.where(certainly_below, 0.0, self.error),
+            np.where(certainly_below, 0, self.unbounded_by),
         )
 
     def minimum(self, other: float) -> Tracked:
-        return self._like(np.minimum(self.value, other), self.error)  # 1-Lipschitz, exact
+        return self._like(np.minimum(self.value, other), self.error, self.unbounded_by)  # 1-Lipschitz, exact
 
     def sum(self, axis: int | None = None) -> Tracked:
         """Any-order summation: gamma_{n-1} times the sum of magnitudes, plus the terms' errors.
@@ -229,23 +389,48 @@ class Tracked:
             # A term without a finite bound leaves the sum without one, also where that term's value is NaN (0 * inf
             # where torch's e^x overflowed) and the magnitudes' sum is NaN with it.
             propagated = np.where(np.any(np.isinf(self.error), axis=axis), np.inf, propagated)
-        return self._like(value, propagated)
+        # Terms with finite errors: a NaN term makes the bound NaN (gamma times a NaN magnitude); an inf one is a
+        # partial sum past the dtype's range (or float64's, which the magnitudes' sum passed).
+        fresh = np.where(np.isnan(propagated), NAN_TERM, PARTIAL_SUM_OVERFLOW)
+        by = _attribute(propagated, _along(self.unbounded_by, axis), fresh)
+        return self._like(value, propagated, by)
 
     def where(self, condition: F64, other: Tracked | float) -> Tracked:
         o = self._lift(other)
-        return self._like(np.where(condition, self.value, o.value), np.where(condition, self.error, o.error))
+        return self._like(
+            np.where(condition, self.value, o.value),
+            np.where(condition, self.error, o.error),
+            np.where(condition, self.unbounded_by, o.unbounded_by),
+        )
 
     def take(self, index: F64, axis: int) -> Tracked:
         pick = np.expand_dims(index, axis)
         return self._like(
             np.squeeze(np.take_along_axis(self.value, pick, axis), axis),
             np.squeeze(np.take_along_axis(self.error, pick, axis), axis),
+            np.squeeze(np.take_along_axis(self.unbounded_by, pick, axis), axis),
         )
 
     def broadcast_to(self, shape: tuple[int, ...]) -> Tracked:
-        return self._like(np.broadcast_to(self.value, shape), np.broadcast_to(self.error, shape))
+        return self._like(
+            np.broadcast_to(self.value, shape),
+            np.broadcast_to(self.error, shape),
+            np.broadcast_to(self.unbounded_by, shape),
+        )
 
     @staticmethod
     def larger(a: Tracked, b: Tracked) -> Tracked:
         """Two evaluation orders of one quantity: keep the larger error bound."""
-        return a._like(a.value, np.maximum(a.error, b.error))
+        return a._like(a.value, np.maximum(a.error, b.error), merge_rules(a.unbounded_by, b.unbounded_by))
+
+
+def _exponential_rule(x: F64, past_float64: F64) -> F64:
+    """The rule of an exponential's unbounded error, where x's own bound was finite: EXP_OVERFLOW where e^x of a
+    finite x is past float64's range; an inf or NaN x's; else float64's overflow of e^x (e^d - 1)."""
+    return np.where(past_float64, EXP_OVERFLOW, np.where(np.isfinite(x), OVERFLOW, NONFINITE_OPERAND))
+
+
+def _logarithm_rule(x: F64) -> F64:
+    """The rule of a logarithm's unbounded error, where x's own bound was finite and not 0: its error reaches its
+    argument (or the argument is 0), unless x is NaN."""
+    return np.where(np.isnan(x), NONFINITE_OPERAND, LOG_NEAR_ZERO)
