@@ -73,7 +73,7 @@ def test_torchvision_focal_loss_matches_reference(data, dtype, device):
     """torchvision's sigmoid_focal_loss equals the reference for any shape, logits up to |1e4|, targets in [0, 1],
     alpha in [0, 1] or -1, gamma in [0, 5] and every reduction."""
     impl = _torchvision()
-    case = data.draw(strategies.sigmoid_focal_loss_cases(dtype), label="case")
+    case = data.draw(registry.info("sigmoid_focal_loss").cases(dtype), label="case")
     check_parity(case, impl, form="functional", dtype=dtype, device=device)
 
 
@@ -83,7 +83,7 @@ def test_torchvision_focal_loss_gradient_matches_reference(data, dtype, device):
     """torchvision's autograd gradient equals the reference's analytic gradient of the focal loss, except at a
     saturated correct prediction with 0 < gamma < 1 (a named divergence, below)."""
     impl = _torchvision()
-    case = data.draw(strategies.sigmoid_focal_loss_cases(dtype), label="case")
+    case = data.draw(registry.info("sigmoid_focal_loss").cases(dtype), label="case")
     gamma = case.kwargs.get("gamma", 2.0)
     if 0 < gamma < 1 and _torch_miss_probability_is_zero(case, dtype, device):
         ledger.exclude(
@@ -170,7 +170,7 @@ def test_torchvision_focal_loss_is_0_at_a_saturated_correct_prediction(data, dty
 def test_focal_loss_with_gamma_0_and_no_alpha_is_bce_with_logits(data, dtype, device):
     """With gamma = 0 and alpha = -1 the reference's focal loss equals torch's BCEWithLogitsLoss, for every shape
     and reduction, within BCEWithLogits' bound."""
-    case = data.draw(strategies.sigmoid_focal_loss_cases(dtype, alpha=-1.0, gamma=0.0), label="case")
+    case = data.draw(registry.info("sigmoid_focal_loss").cases(dtype, alpha=-1.0, gamma=0.0), label="case")
     reduction = _reduction(case)
     bce = Case("binary_cross_entropy_with_logits", case.input, case.target, {"reduction": reduction})
     want = np.asarray(reference.sigmoid_focal_loss(case.input, case.target, **case.kwargs))
@@ -200,7 +200,7 @@ def test_focal_loss_with_gamma_0_and_no_alpha_is_bce_with_logits(data, dtype, de
 def test_focal_gradient_with_gamma_0_and_no_alpha_is_bce_with_logits_gradient(data, dtype, device):
     """With gamma = 0 and alpha = -1 the reference's focal-loss gradient equals torch's BCEWithLogits autograd
     gradient, within BCEWithLogits' gradient bound."""
-    case = data.draw(strategies.sigmoid_focal_loss_cases(dtype, alpha=-1.0, gamma=0.0), label="case")
+    case = data.draw(registry.info("sigmoid_focal_loss").cases(dtype, alpha=-1.0, gamma=0.0), label="case")
     reduction = _reduction(case)
     shape = np.shape(reference.sigmoid_focal_loss(case.input, case.target, **case.kwargs))
     grad_output = data.draw(strategies.grad_outputs(dtype, shape), label="grad_output")
@@ -240,7 +240,7 @@ def test_focal_gradient_with_gamma_0_and_no_alpha_is_bce_with_logits_gradient(da
 def test_focal_loss_is_bce_scaled_by_the_modulating_factor(data, dtype, device):
     """For labels 0 and 1, p_t = e^-BCE, so FL = (1 - e^-BCE)^gamma * BCE: built from torch's BCEWithLogits (with
     expm1) this equals the reference's focal loss (alpha = -1), within the bound of that composition."""
-    case = data.draw(strategies.sigmoid_focal_loss_cases(dtype, alpha=-1.0), label="case")
+    case = data.draw(registry.info("sigmoid_focal_loss").cases(dtype, alpha=-1.0), label="case")
     labels = data.draw(strategies.float_arrays(dtype, case.input.shape, st.sampled_from([0.0, 1.0])), label="labels")
     gamma = case.kwargs.get("gamma", 2.0)
     case = Case(LOSS, case.input, labels, {"alpha": -1.0, "gamma": gamma, "reduction": "none"})
@@ -274,7 +274,7 @@ def test_focal_loss_never_exceeds_bce(data, dtype, device):
     """FL <= BCE for targets in [0, 1], alpha in [0, 1] or -1 and gamma >= 0 (both factors, alpha_t and
     (1 - p_t)^gamma, lie in [0, 1]): the reference's focal loss never exceeds torch's BCEWithLogits beyond its
     bound, nor does torchvision's when installed, beyond both bounds."""
-    case = data.draw(strategies.sigmoid_focal_loss_cases(dtype), label="case")
+    case = data.draw(registry.info("sigmoid_focal_loss").cases(dtype), label="case")
     case = case.with_kwargs(reduction="none")
     bce = Case("binary_cross_entropy_with_logits", case.input, case.target, {"reduction": "none"})
     bce_bound = np.asarray(registry.error_bound(bce.loss, dtype, bce.input, bce.target, **bce.kwargs))

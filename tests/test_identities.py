@@ -212,7 +212,7 @@ def test_sigmoid_then_bce_mapped_across_the_logit_range(y, dtype, device):
 
 
 def _index_case_without_smoothing(data, dtype: Dtype) -> Case:
-    case = data.draw(strategies.cross_entropy_cases(dtype, "index"), label="case")
+    case = data.draw(registry.info("cross_entropy").cases(dtype, "index"), label="case")
     kwargs = {k: v for k, v in case.kwargs.items() if k != "label_smoothing"}
     return Case("cross_entropy", case.input, case.target, kwargs)
 

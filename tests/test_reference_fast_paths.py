@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import reference
 from reference import _fast, activations
-from verification import ledger, strategies
+from verification import ledger, registry, strategies
 from verification.cases import Case
 from verification.compare import assert_identical
 from verification.dtypes import FLOAT64
@@ -65,17 +65,17 @@ def assert_same_bits(fast: tuple[str, Any], plain: tuple[str, Any], what: str, c
 @functools.cache  # built once, like the strategies it combines
 def categorical_cases() -> st.SearchStrategy[Case]:
     return st.one_of(
-        strategies.cross_entropy_cases(FLOAT64, "index"),
-        strategies.cross_entropy_cases(FLOAT64, "probability"),
-        strategies.nll_loss_cases(FLOAT64),
+        registry.info("cross_entropy").cases(FLOAT64, "index"),
+        registry.info("cross_entropy").cases(FLOAT64, "probability"),
+        registry.info("nll_loss").cases(FLOAT64),
     )
 
 
 BLOCKED = {
-    "binary_cross_entropy": lambda: strategies.binary_cross_entropy_cases(FLOAT64),
-    "binary_cross_entropy_with_logits": lambda: strategies.binary_cross_entropy_with_logits_cases(FLOAT64),
-    "cross_entropy": lambda: strategies.cross_entropy_cases(FLOAT64),
-    "nll_loss": lambda: strategies.nll_loss_cases(FLOAT64),
+    "binary_cross_entropy": lambda: registry.info("binary_cross_entropy").cases(FLOAT64),
+    "binary_cross_entropy_with_logits": lambda: registry.info("binary_cross_entropy_with_logits").cases(FLOAT64),
+    "cross_entropy": lambda: registry.info("cross_entropy").cases(FLOAT64),
+    "nll_loss": lambda: registry.info("nll_loss").cases(FLOAT64),
 }
 
 
@@ -121,7 +121,7 @@ def nll_of_log_softmax(case: Case) -> Any:
 def test_cross_entropy_with_class_indices_equals_nll_of_the_whole_log_softmax(data):
     """cross_entropy with class indices (no smoothing), which reads log-softmax at the targets alone, gives the
     bits of nll_loss(log_softmax(x)), also in many blocks."""
-    case = data.draw(strategies.cross_entropy_cases(FLOAT64, "index"), label="case")
+    case = data.draw(registry.info("cross_entropy").cases(FLOAT64, "index"), label="case")
     case = Case(case.loss, case.input, case.target, {k: v for k, v in case.kwargs.items() if k != "label_smoothing"})
     size = data.draw(st.sampled_from([ONE_BLOCK, 1, 3, 8]), label="elements per block")
     with blocks_of(size):
@@ -139,7 +139,7 @@ def test_nll_with_every_target_a_class_equals_the_full_target_check(data):
     """nll_loss checks its targets in two reductions when every one is a class and none can be ignore_index; with an
     ignore_index that is a class no target takes (which forces the full, position-by-position check) it gives the
     same bits, and the same exception."""
-    drawn = data.draw(strategies.nll_loss_cases(FLOAT64), label="case")
+    drawn = data.draw(registry.info("nll_loss").cases(FLOAT64), label="case")
     n_classes = drawn.input.shape[0 if drawn.input.ndim == 1 else 1]
     # Targets that are no class (ignored ones) become class 0: every target is a class.
     target = np.where((drawn.target >= 0) & (drawn.target < n_classes), drawn.target, 0).astype(drawn.target.dtype)

@@ -414,28 +414,28 @@ def check_gradient_at(case: Case, loss: Exact, grad_output: Any) -> None:
 def test_reference_binary_cross_entropy_is_within_k_ulps_of_the_exact_value(data):
     """The reference's BCE is within K float64 ulps of the exact value wherever the weights are non-negative (p and
     y in [0, 1]: no term cancels), and within K u S where weights of both signs make the reduction cancel."""
-    check_forward(data.draw(strategies.binary_cross_entropy_cases(FLOAT64), label="case"))
+    check_forward(data.draw(registry.info("binary_cross_entropy").cases(FLOAT64), label="case"))
 
 
 @given(data=st.data())
 def test_reference_bce_with_logits_is_within_k_ulps_of_the_exact_value_where_terms_do_not_cancel(data):
     """The reference's BCEWithLogits is within K float64 ulps of the exact value wherever its terms do not cancel,
     and within K u S otherwise (targets outside [0, 1], negative weights)."""
-    check_forward(data.draw(strategies.binary_cross_entropy_with_logits_cases(FLOAT64), label="case"))
+    check_forward(data.draw(registry.info("binary_cross_entropy_with_logits").cases(FLOAT64), label="case"))
 
 
 @given(data=st.data())
 def test_reference_nll_loss_is_within_k_ulps_of_the_exact_value_where_terms_do_not_cancel(data):
     """The reference's NLL is within K u S of the exact value, S the sum of |w[y_i] x[i, y_i]| (over the total
     weight, magnified by its cancellation, for 'mean'), and NaN exactly where the mean is undefined."""
-    check_forward(data.draw(strategies.nll_loss_cases(FLOAT64), label="case"))
+    check_forward(data.draw(registry.info("nll_loss").cases(FLOAT64), label="case"))
 
 
 @given(data=st.data())
 def test_reference_cross_entropy_is_within_k_ulps_of_the_exact_value_where_terms_do_not_cancel(data):
     """The reference's cross-entropy (index and probability targets, smoothing, every layout) is within K u S of
     the exact value, which is K ulps wherever targets and weights are non-negative."""
-    check_forward(data.draw(strategies.cross_entropy_cases(FLOAT64), label="case"))
+    check_forward(data.draw(registry.info("cross_entropy").cases(FLOAT64), label="case"))
 
 
 @given(data=st.data())
@@ -444,7 +444,7 @@ def test_reference_kl_div_is_within_k_u_s_of_the_exact_value(data):
     broadcast) is within K u S of the exact value, S the sum of |p log p| and |p log q|: 0 where p = 0, NaN where
     p < 0, as the exact value is."""
     log_targets = data.draw(st.booleans(), label="log targets")
-    check_forward(data.draw(strategies.kl_div_cases(FLOAT64, log_targets), label="case"))
+    check_forward(data.draw(registry.info("kl_div").cases(FLOAT64, log_targets), label="case"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,28 +456,28 @@ def test_reference_kl_div_is_within_k_u_s_of_the_exact_value(data):
 def test_reference_binary_cross_entropy_gradient_is_within_k_u_s_of_the_exact_derivative(data):
     """Away from the -100 clamp (p (1 - p) >= 1e-12), the reference's BCE gradient is within K u S of the exact
     derivative, S the sum of |w y / p| and |w (1 - y) / (1 - p)| scaled by the reduction."""
-    check_gradient(data.draw(strategies.binary_cross_entropy_cases(FLOAT64, interior=True), label="case"), data)
+    check_gradient(data.draw(registry.info("binary_cross_entropy").cases(FLOAT64, interior=True), label="case"), data)
 
 
 @given(data=st.data())
 def test_reference_bce_with_logits_gradient_is_within_k_u_s_of_the_exact_derivative(data):
     """The reference's BCEWithLogits gradient is within K u S of the exact derivative, S the sum of
     |w pw y sigmoid(-x)| and |w (1 - y) sigmoid(x)| scaled by the reduction."""
-    check_gradient(data.draw(strategies.binary_cross_entropy_with_logits_cases(FLOAT64), label="case"), data)
+    check_gradient(data.draw(registry.info("binary_cross_entropy_with_logits").cases(FLOAT64), label="case"), data)
 
 
 @given(data=st.data())
 def test_reference_nll_loss_gradient_is_within_k_u_s_of_the_exact_derivative(data):
     """The reference's NLL gradient is within K u S of the exact derivative: -w[y_i] (scaled by the reduction) at
     each target, exactly 0 elsewhere."""
-    check_gradient(data.draw(strategies.nll_loss_cases(FLOAT64), label="case"), data)
+    check_gradient(data.draw(registry.info("nll_loss").cases(FLOAT64), label="case"), data)
 
 
 @given(data=st.data())
 def test_reference_cross_entropy_gradient_is_within_k_u_s_of_the_exact_derivative(data):
     """The reference's cross-entropy gradient is within K u S of the exact derivative, S built from the terms
     softmax_k a_c and a_k of sum_c a_c (softmax_k - [k = c])."""
-    check_gradient(data.draw(strategies.cross_entropy_cases(FLOAT64), label="case"), data)
+    check_gradient(data.draw(registry.info("cross_entropy").cases(FLOAT64), label="case"), data)
 
 
 @given(data=st.data())
@@ -485,7 +485,7 @@ def test_reference_kl_div_gradient_is_within_k_u_s_of_the_exact_derivative(data)
     """The reference's KL gradient is within K u S of the exact derivative, -p times grad_output (scaled by the
     reduction) summed over the dimensions along which the input was broadcast, S the sum of those terms' sizes."""
     log_targets = data.draw(st.booleans(), label="log targets")
-    check_gradient(data.draw(strategies.kl_div_cases(FLOAT64, log_targets), label="case"), data)
+    check_gradient(data.draw(registry.info("kl_div").cases(FLOAT64, log_targets), label="case"), data)
 
 
 # Torch's gradient is 0 here, and a reference that forms its factors in float64 gives NaN. The total weight is the

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from . import strategies
 from .cases import Case
-from .dtypes import FLOAT64
+from .dtypes import FLOAT64, Dtype
 
 DTYPE = FLOAT64  # a float32 array among float64 ones stands for "the wrong dtype"
 
@@ -29,10 +28,8 @@ class Defect:
         return f"{self.loss}: {self.what}"
 
 
-def _valid(loss: str) -> st.SearchStrategy[Case]:
-    """A valid call of ``loss``: its strategy in strategies.py, named after it (the registry declares the same)."""
-    cases: Callable[[object], st.SearchStrategy[Case]] = getattr(strategies, f"{loss}_cases")
-    return cases(DTYPE)
+# A loss's strategy of valid calls (its registry entry's ``cases``), which a defect spoils in one way.
+Valid = Callable[[Dtype], st.SearchStrategy[Case]]
 
 
 def _nonempty(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -43,10 +40,9 @@ def _nonempty(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @st.composite
-def bad_reduction(draw: st.DrawFn, loss: str) -> Case:
-    case = draw(_valid(loss), label="valid case")
-    valid = strategies.KL_REDUCTIONS if loss == "kl_div" else strategies.REDUCTIONS
-    reduction = draw(st.text(max_size=8).filter(lambda r: r not in valid), label="reduction")
+def bad_reduction(draw: st.DrawFn, valid: Valid, reductions: tuple[str, ...]) -> Case:
+    case = draw(valid(DTYPE), label="valid case")
+    reduction = draw(st.text(max_size=8).filter(lambda r: r not in reductions), label="reduction")
     return case.with_kwargs(reduction=reduction)
 
 
@@ -54,37 +50,16 @@ def bad_reduction(draw: st.DrawFn, loss: str) -> Case:
 
 
 @st.composite
-def binary_with_other_target_shape(draw: st.DrawFn, loss: str) -> Case:
-    case = draw(_valid(loss), label="valid case")
+def binary_with_other_target_shape(draw: st.DrawFn, loss: str, valid: Valid) -> Case:
+    case = draw(valid(DTYPE), label="valid case")
     shape = draw(strategies.binary_shapes().filter(lambda s: s != case.input.shape), label="target shape")
     target = draw(strategies.float_arrays(DTYPE, shape, strategies.probability_elements(DTYPE)), label="target")
     return Case(loss, case.input, target, case.kwargs)
 
 
 @st.composite
-def bce_value_outside_unit_interval(draw: st.DrawFn, which: str) -> Case:
-    shape = _nonempty(draw(strategies.binary_shapes(), label="shape"))
-    p = draw(strategies.float_arrays(DTYPE, shape, strategies.probability_elements(DTYPE)), label="input")
-    y = draw(strategies.float_arrays(DTYPE, shape, strategies.probability_elements(DTYPE)), label="target")
-    bad = draw(
-        st.one_of(st.floats(1, exclude_min=True), st.floats(max_value=0, exclude_max=True), st.just(np.nan)),
-        label="value outside [0, 1]",
-    )
-    position = draw(st.tuples(*(st.integers(0, size - 1) for size in shape)), label="position")
-    arrays = {"input": p.copy(), "target": y.copy()}
-    arrays[which][position] = bad
-    return Case("binary_cross_entropy", arrays["input"], arrays["target"], {})
-
-
-@st.composite
-def bce_target_of_other_dtype(draw: st.DrawFn) -> Case:
-    case = draw(_valid("binary_cross_entropy"), label="valid case")
-    return Case(case.loss, case.input, case.target.astype(np.float32), case.kwargs)
-
-
-@st.composite
-def binary_argument_that_does_not_broadcast(draw: st.DrawFn, loss: str, name: str, enlarging: bool) -> Case:
-    case = draw(_valid(loss), label="valid case")
+def binary_argument_that_does_not_broadcast(draw: st.DrawFn, valid: Valid, name: str, enlarging: bool) -> Case:
+    case = draw(valid(DTYPE), label="valid case")
     shape = case.input.shape
     if enlarging:
         arg_shape = (draw(st.integers(2, 3), label="extra leading size"), *shape)
@@ -97,20 +72,6 @@ def binary_argument_that_does_not_broadcast(draw: st.DrawFn, loss: str, name: st
 
 
 # --- KL divergence ---------------------------------------------------------------------------------
-
-
-@st.composite
-def kl_div_with_integral_input(draw: st.DrawFn) -> Case:
-    case = draw(_valid("kl_div"), label="valid case")
-    return Case(case.loss, np.round(case.input).clip(-1000, 1000).astype(np.int64), case.target, case.kwargs)
-
-
-@st.composite
-def kl_div_shapes_that_do_not_broadcast(draw: st.DrawFn) -> Case:
-    sizes = draw(st.tuples(st.integers(2, 4), st.integers(2, 4)).filter(lambda ab: ab[0] != ab[1]), label="sizes")
-    log_q = draw(strategies.float_arrays(DTYPE, (sizes[0],), strategies.logit_elements(DTYPE)), label="input")
-    p = draw(strategies.float_arrays(DTYPE, (sizes[1],), strategies.probability_elements(DTYPE)), label="target")
-    return Case("kl_div", log_q, p, {})
 
 
 # --- categorical losses ----------------------------------------------------------------------------
@@ -160,11 +121,13 @@ def target_out_of_range(draw: st.DrawFn, loss: str) -> Case:
 
 
 @st.composite
-def class_weight_of_wrong_size(draw: st.DrawFn, loss: str, target_kind: str = "index") -> Case:
-    if target_kind == "index":
+def class_weight_of_wrong_size(draw: st.DrawFn, loss: str, probability_cases: Valid | None = None) -> Case:
+    """Class weights of the wrong size, for index targets or (given their strategy) probability targets."""
+    target_kind = "index" if probability_cases is None else "probability"
+    if probability_cases is None:
         case = draw(valid_index_case(loss), label="valid case")
     else:
-        case = draw(strategies.cross_entropy_cases(DTYPE, "probability"), label="valid case")
+        case = draw(probability_cases(DTYPE), label="valid case")
     n_classes = case.input.shape[strategies.class_dim(case.input.shape)]
     # The K-dimensional index path checks only the number of entries, so a (1, C) weight is wrong only up to (N, C).
     wrong_rank_is_wrong = target_kind == "probability" or case.input.ndim <= 2
@@ -217,43 +180,6 @@ def k_dim_uint8_target(draw: st.DrawFn, loss: str) -> Case:
     return Case(loss, case.input, case.target.astype(np.uint8), case.kwargs)
 
 
-@st.composite
-def label_smoothing_above_one(draw: st.DrawFn) -> Case:
-    case = draw(_valid("cross_entropy"), label="valid case")
-    return case.with_kwargs(label_smoothing=draw(st.floats(1, exclude_min=True), label="label_smoothing"))
-
-
-@st.composite
-def probability_target_with_non_negative_ignore_index(draw: st.DrawFn) -> Case:
-    case = draw(strategies.cross_entropy_cases(DTYPE, "probability"), label="valid case")
-    return case.with_kwargs(ignore_index=draw(st.integers(0, 300), label="ignore_index"))
-
-
-@st.composite
-def integer_target_of_input_shape(draw: st.DrawFn) -> Case:
-    case = draw(strategies.cross_entropy_cases(DTYPE, "probability"), label="valid case")
-    kwargs = {k: v for k, v in case.kwargs.items() if k != "ignore_index"}
-    target = draw(hnp.arrays(np.int64, case.input.shape, elements=st.integers(0, 1)), label="target")
-    return Case("cross_entropy", case.input, target, kwargs)
-
-
-@st.composite
-def smoothing_with_k_dim_weight_of_rank_two(draw: st.DrawFn) -> Case:
-    case = draw(valid_index_case("cross_entropy", ("k-dim",)), label="valid case")
-    n_classes = draw(st.integers(2, strategies.MAX_CLASSES), label="classes")
-    input = draw(
-        strategies.float_arrays(
-            DTYPE, (case.input.shape[0], n_classes, *case.input.shape[2:]), strategies.logit_elements(DTYPE)
-        ),
-        label="input",
-    )
-    case = Case("cross_entropy", input, np.minimum(case.target, n_classes - 1), case.kwargs)
-    # torch views the weight as weight.size(0) entries along the class dimension: (1, C) fails for C > 1.
-    weight = draw(strategies.float_arrays(DTYPE, (1, n_classes), strategies.weight_elements(DTYPE)), label="weight")
-    smoothing = draw(st.floats(0, 1, exclude_min=True), label="label_smoothing")
-    return case.with_kwargs(weight=weight, label_smoothing=smoothing)
-
-
 def categorical_defects(loss: str) -> list[Defect]:
     return [
         Defect(
@@ -303,16 +229,17 @@ def categorical_defects(loss: str) -> list[Defect]:
     ]
 
 
-def binary_defects(loss: str) -> list[Defect]:
+def binary_defects(loss: str, valid: Valid, names: tuple[str, ...]) -> list[Defect]:
+    """The defects of an element-wise binary loss: a target of another shape, and each of ``names`` (its
+    weight-like arguments) either not broadcasting to the target or enlarging the output."""
     defects = [
         Defect(
             loss,
             "a target shape that differs from the input's",
             ValueError,
-            lambda: binary_with_other_target_shape(loss),
+            lambda: binary_with_other_target_shape(loss, valid),
         ),
     ]
-    names = ("weight",) if loss == "binary_cross_entropy" else ("weight", "pos_weight")
     for name in names:
         for enlarging in (False, True):
             what = f"a {name} that {'would enlarge the output' if enlarging else 'does not broadcast to the target'}"
@@ -321,11 +248,11 @@ def binary_defects(loss: str) -> list[Defect]:
                     loss,
                     what,
                     RuntimeError,
-                    lambda n=name, e=enlarging: binary_argument_that_does_not_broadcast(loss, n, e),
+                    lambda n=name, e=enlarging: binary_argument_that_does_not_broadcast(valid, n, e),
                 )
             )
     return defects
 
 
-def reduction_defect(loss: str) -> Defect:
-    return Defect(loss, "an unknown reduction string", ValueError, lambda: bad_reduction(loss))
+def reduction_defect(loss: str, valid: Valid, reductions: tuple[str, ...] = strategies.REDUCTIONS) -> Defect:
+    return Defect(loss, "an unknown reduction string", ValueError, lambda: bad_reduction(valid, reductions))

@@ -18,7 +18,6 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .cases import Case
 from .dtypes import Dtype
 
 MAX_BATCH = 4
@@ -173,49 +172,6 @@ def binary_shapes() -> st.SearchStrategy[tuple[int, ...]]:
     )
 
 
-@st.composite
-def binary_cross_entropy_cases(draw: st.DrawFn, dtype: Dtype, interior: bool = False) -> Case:
-    """With ``interior``: probabilities with p (1 - p) >= 1e-12 only, where torch's gradient is the derivative
-    (outside, torch caps it: a named divergence in test_gradients.py)."""
-    shape = draw(binary_shapes(), label="shape")
-    elements = interior_probability_elements(dtype) if interior else probability_elements(dtype)
-    probabilities = draw(float_arrays(dtype, shape, elements), label="input")
-    target = draw(float_arrays(dtype, shape, probability_elements(dtype)), label="target")
-    kwargs = draw(reduction_kwargs(), label="kwargs")
-    if draw(st.booleans(), label="with weight"):
-        w_shape = draw(broadcastable_shape(shape), label="weight shape")
-        kwargs["weight"] = draw(float_arrays(dtype, w_shape, weight_elements(dtype)), label="weight")
-    return Case("binary_cross_entropy", probabilities, target, kwargs)
-
-
-@functools.cache
-def unchecked_target_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    """Targets outside [0, 1] are accepted by torch (not range-checked), so they are drawn too."""
-    return st.one_of(probability_elements(dtype), floats(dtype, -1, 2))
-
-
-@st.composite
-def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype, per_class_pos_weight: bool = False) -> Case:
-    """With ``per_class_pos_weight``: the documented use, a pos_weight of shape (C,) for the last dimension
-    of an input of rank >= 2, always present."""
-    shapes = binary_shapes()
-    if per_class_pos_weight:
-        shapes = shapes.filter(lambda shape: len(shape) >= 2 and shape[-1] >= 2)
-    shape = draw(shapes, label="shape")
-    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
-    target = draw(float_arrays(dtype, shape, unchecked_target_elements(dtype)), label="target")
-    kwargs = draw(reduction_kwargs(), label="kwargs")
-    for name in ("weight", "pos_weight"):
-        if per_class_pos_weight and name == "pos_weight":
-            arg_shape = shape[-1:]
-        elif draw(st.booleans(), label=f"with {name}"):
-            arg_shape = draw(broadcastable_shape(shape), label=f"{name} shape")
-        else:
-            continue
-        kwargs[name] = draw(float_arrays(dtype, arg_shape, weight_elements(dtype)), label=name)
-    return Case("binary_cross_entropy_with_logits", logits, target, kwargs)
-
-
 # ---------------------------------------------------------------------------------------------
 # Categorical losses: (C,) unbatched, (N, C) batched, (N, C, d1..dk) K-dimensional.
 # ---------------------------------------------------------------------------------------------
@@ -302,24 +258,6 @@ def class_weight_kwargs(draw: st.DrawFn, dtype: Dtype, n_classes: int) -> dict[s
     return {"weight": draw(float_arrays(dtype, (n_classes,), weight_elements(dtype)), label="weight")}
 
 
-@st.composite
-def nll_loss_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
-    shape = draw(categorical_shape(), label="shape")
-    n_classes = shape[class_dim(shape)]
-    # NLL takes any floats as log-probabilities; torch never checks them.
-    log_probabilities = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
-    ignore_index, pass_it = draw(ignore_index_choice(n_classes), label="ignore_index")
-    target = draw(index_targets(shape, ignore_index), label="target")
-    kwargs = draw(reduction_kwargs(), label="kwargs")
-    kwargs.update(draw(class_weight_kwargs(dtype, n_classes), label="weight"))
-    if "weight" in kwargs and len(shape) > 2 and draw(st.booleans(), label="weight of shape (1, C)"):
-        # The K-dimensional path checks only the weight's number of entries (measured on torch 2.13).
-        kwargs["weight"] = kwargs["weight"].reshape(1, n_classes)
-    if pass_it:
-        kwargs["ignore_index"] = ignore_index
-    return Case("nll_loss", log_probabilities, target, kwargs)
-
-
 @functools.cache
 def label_smoothing_values() -> st.SearchStrategy[float]:
     """[0, 1] with both ends, plus negative and NaN values, which torch treats as 0."""
@@ -347,37 +285,6 @@ def probability_targets(draw: st.DrawFn, dtype: Dtype, shape: tuple[int, ...]) -
     return draw(float_arrays(dtype, shape, floats(dtype, -1, 2)), label="arbitrary targets")
 
 
-@st.composite
-def cross_entropy_cases(
-    draw: st.DrawFn, dtype: Dtype, target_kind: str | None = None, weighted_smoothing: bool = False
-) -> Case:
-    """With ``weighted_smoothing``: class weights and a label smoothing in (0, 1] always present, the
-    combination behind past torch bugs (pytorch#69339, #73205)."""
-    shape = draw(categorical_shape(), label="shape")
-    n_classes = shape[class_dim(shape)]
-    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
-    kwargs = draw(reduction_kwargs(), label="kwargs")
-    if weighted_smoothing:
-        kwargs["weight"] = draw(float_arrays(dtype, (n_classes,), weight_elements(dtype)), label="weight")
-        kwargs["label_smoothing"] = draw(st.floats(0, 1, exclude_min=True), label="label_smoothing")
-    else:
-        kwargs.update(draw(class_weight_kwargs(dtype, n_classes), label="weight"))
-        if draw(st.booleans(), label="with label_smoothing"):
-            kwargs["label_smoothing"] = draw(label_smoothing_values(), label="label_smoothing")
-    kind = target_kind or draw(st.sampled_from(["index", "probability"]), label="target kind")
-    if kind == "probability":
-        target = draw(probability_targets(dtype, shape), label="target")
-        if draw(st.booleans(), label="pass a negative ignore_index"):
-            # Negative values are accepted and unused with probability targets.
-            kwargs["ignore_index"] = draw(st.integers(-1000, -1), label="ignore_index")
-        return Case("cross_entropy", logits, target, kwargs)
-    ignore_index, pass_it = draw(ignore_index_choice(n_classes), label="ignore_index")
-    target = draw(index_targets(shape, ignore_index), label="target")
-    if pass_it:
-        kwargs["ignore_index"] = ignore_index
-    return Case("cross_entropy", logits, target, kwargs)
-
-
 # ---------------------------------------------------------------------------------------------
 # KL divergence: input log q, target p (or log p), broadcasting either way.
 # ---------------------------------------------------------------------------------------------
@@ -385,74 +292,6 @@ def cross_entropy_cases(
 KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
 
 
-@functools.cache
-def kl_target_elements(dtype: Dtype, log_targets: bool) -> st.SearchStrategy[float]:
-    if log_targets:
-        return st.one_of(floats(dtype, -20, 5), floats(dtype, -20, 5), logit_elements(dtype))
-    return st.one_of(probability_elements(dtype), probability_elements(dtype), floats(dtype, -1, 2))
-
-
-@st.composite
-def kl_div_cases(draw: st.DrawFn, dtype: Dtype, log_targets: bool = False) -> Case:
-    """Input: log-probabilities (any floats, torch never checks them). Target: probabilities with exact zeros and
-    ones, and now and then a negative or above-one value (accepted; a negative one gives NaN), or with
-    ``log_targets`` log-probabilities (mostly in [-20, 5], sometimes large enough that exp overflows). Input and
-    target have one shape, or one of them broadcasts against the other."""
-    shape = draw(binary_shapes(), label="shape")
-    layout = draw(st.sampled_from(["one shape", "target broadcast", "input broadcast"]), label="layout")
-    smaller = draw(broadcastable_shape(shape), label="broadcast shape")
-    input_shape, target_shape = {
-        "one shape": (shape, shape),
-        "target broadcast": (shape, smaller),
-        "input broadcast": (smaller, shape),
-    }[layout]
-    log_q = draw(float_arrays(dtype, input_shape, logit_elements(dtype)), label="input")
-    target = draw(float_arrays(dtype, target_shape, kl_target_elements(dtype, log_targets)), label="target")
-    kwargs = draw(st.fixed_dictionaries({}, optional={"reduction": st.sampled_from(KL_REDUCTIONS)}), label="kwargs")
-    if log_targets:
-        kwargs["log_target"] = True
-    elif draw(st.booleans(), label="pass log_target=False"):
-        kwargs["log_target"] = False
-    return Case("kl_div", log_q, target, kwargs)
-
-
 # ---------------------------------------------------------------------------------------------
 # Sigmoid focal loss (torchvision.ops.sigmoid_focal_loss): binary losses' inputs plus alpha and gamma.
 # ---------------------------------------------------------------------------------------------
-
-# 0 (BCE itself), 2 (the paper's choice), 1, 5, and 0.5: a fractional gamma below 1, where the
-# modulating factor's derivative is unbounded at a saturated correct prediction.
-FOCAL_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
-# torchvision's "no weighting" (-1), its default 0.25, and both ends of [0, 1].
-FOCAL_ALPHAS = (-1.0, 0.0, 0.25, 0.5, 1.0)
-
-
-def focal_gammas(dtype: Dtype) -> st.SearchStrategy[float]:
-    """Exponents exact in the dtype: torch may round a Python exponent to the tensor's dtype before pow."""
-    return st.one_of(st.sampled_from(FOCAL_GAMMAS), floats(dtype, 0, 5)).map(lambda g: float(dtype.snap(np.float64(g))))
-
-
-@functools.cache
-def focal_label_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    return st.one_of(st.sampled_from([0.0, 1.0]), probability_elements(dtype))
-
-
-@st.composite
-def sigmoid_focal_loss_cases(
-    draw: st.DrawFn, dtype: Dtype, alpha: float | None = None, gamma: float | None = None
-) -> Case:
-    """Logits as for BCEWithLogits; targets in [0, 1], often exactly 0 or 1 (the labels torchvision documents);
-    alpha and gamma drawn or, when given, fixed (and always passed)."""
-    shape = draw(binary_shapes(), label="shape")
-    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
-    target = draw(float_arrays(dtype, shape, focal_label_elements(dtype)), label="target")
-    kwargs = draw(reduction_kwargs(), label="kwargs")
-    if alpha is not None:
-        kwargs["alpha"] = alpha
-    elif draw(st.booleans(), label="with alpha"):
-        kwargs["alpha"] = draw(st.one_of(st.sampled_from(FOCAL_ALPHAS), st.floats(0, 1)), label="alpha")
-    if gamma is not None:
-        kwargs["gamma"] = gamma
-    elif draw(st.booleans(), label="with gamma"):
-        kwargs["gamma"] = draw(focal_gammas(dtype), label="gamma")
-    return Case("sigmoid_focal_loss", logits, target, kwargs)

@@ -21,7 +21,7 @@ PROPERTIES = '''
 from hypothesis import given, settings
 from torch.nn import functional as F
 
-from verification import strategies
+from verification import registry
 from verification.dtypes import FLOAT64
 from verification.properties import loss_matches_reference
 
@@ -31,14 +31,14 @@ def off_by_a_millionth(input, target, **kwargs):
 
 
 @settings(max_examples=30, derandomize=True, database=None)
-@given(case=strategies.nll_loss_cases(FLOAT64))
+@given(case=registry.info("nll_loss").cases(FLOAT64))
 def test_planted_bug(case):
     """A planted bug that scales NLL by 1 + 1e-6 disagrees with the reference."""
     loss_matches_reference(case, off_by_a_millionth, form="functional", dtype=FLOAT64, device="cpu")
 
 
 @settings(max_examples=10, derandomize=True, database=None)
-@given(case=strategies.nll_loss_cases(FLOAT64))
+@given(case=registry.info("nll_loss").cases(FLOAT64))
 def test_torch(case):
     """F.nll_loss agrees with the reference."""
     loss_matches_reference(case, F.nll_loss, form="functional", dtype=FLOAT64, device="cpu")

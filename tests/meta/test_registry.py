@@ -13,7 +13,7 @@ import pytest
 
 import reference
 from reference import gradients
-from verification import registry, strategies
+from verification import registry
 from verification.registry import PARTS, LossInfo
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -60,12 +60,12 @@ def test_the_readme_table_is_the_registry_table():
 def test_an_entry_names_its_own_loss_everywhere(entry):
     """Every variant, rejection and planted bug of an entry is about that loss; the reference and its gradient
     are the functions of that name (the reproducers spell them so); the strategy is the one named after the loss
-    (the rejections draw their valid calls from it); torch's functional and module are those of its name."""
+    (in its loss's own module, beside its entry); torch's functional and module are those of its name."""
     for part in (entry.variants, entry.rejections, entry.planted_bugs):
         assert all(item.loss == entry.name for item in part), entry.name
     assert entry.reference is getattr(reference, entry.name)
     assert entry.reference_gradient is getattr(gradients, f"{entry.name}_grad")
-    assert entry.cases is getattr(strategies, f"{entry.name}_cases")
+    assert entry.cases is not None and entry.cases.__module__ == f"verification.losses.{entry.name}"
     if entry.functional is not None:
         assert entry.functional.__name__ == entry.name
     if entry.module is not None:

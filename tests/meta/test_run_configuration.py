@@ -58,10 +58,10 @@ def test_impl_aims_the_parity_properties_at_another_implementation():
         "-k",
         "nll_loss and float32",
         "--impl",
-        "nll_loss=verification.planted_bugs:nll_weighted_mean_over_count",
+        "nll_loss=verification.losses.nll_loss:nll_weighted_mean_over_count",
     )
     assert planted.returncode == pytest.ExitCode.TESTS_FAILED, planted.stdout[-2000:]
-    assert "from verification.planted_bugs import nll_weighted_mean_over_count as impl_under_test" in planted.stdout
+    assert "from verification.losses.nll_loss import nll_weighted_mean_over_count as impl_under_test" in planted.stdout
 
 
 def test_an_impl_that_cannot_be_imported_is_a_usage_error():

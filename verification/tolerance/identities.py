@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import FLOAT64, Dtype
-from .forward import _class_dim, _nll, binary_cross_entropy_with_logits
+from ..losses.binary_cross_entropy_with_logits import binary_cross_entropy_with_logits
+from .forward import class_axis, nll_reduced
 from .tracked import F64, SIGMOID_ERROR, Tracked
 
 # ---------------------------------------------------------------------------------------------
@@ -45,8 +46,8 @@ def softmax_log_nll(
 ) -> Tracked:
     """The article's three steps: p = softmax(x); log p; NLL."""
     x = Tracked.exact(input, dtype)
-    dim = _class_dim(x.value.ndim)
+    dim = class_axis(x.value.ndim)
     exps = (x - np.max(x.value, axis=dim, keepdims=True)).exp()
     total = exps.sum(axis=dim)
     total = total.expand_dims(dim)
-    return _nll((exps / total).log(), target, weight, ignore_index, reduction, dtype)
+    return nll_reduced((exps / total).log(), target, weight, ignore_index, reduction, dtype)

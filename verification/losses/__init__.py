@@ -1,0 +1,1 @@
+"""One module per loss: its strategy, replays, rejections, planted bugs and registry entry (``INFO``)."""
