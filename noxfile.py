@@ -80,7 +80,7 @@ def tests(session: nox.Session, torch: str) -> None:
 
 @nox.session
 def mutants(session: nox.Session) -> None:
-    """Every planted bug (verification/planted_bugs.py) through --impl, at ci depth: prints the kill table and
+    """Every planted bug (verification/losses/) through --impl, at ci depth: prints the kill table and
     writes it to evidence/mutants.json."""
     _install_suite(session)
     os.makedirs(EVIDENCE, exist_ok=True)

@@ -6,7 +6,7 @@ otherwise) and returns d(sum(grad_output * loss)) / d(input), of the input's sha
 its arguments by calling the forward reference, so it rejects exactly what the loss rejects.
 
 The derivatives are those of the forward definitions in ``binary.py``, ``categorical.py``,
-``kl_div.py`` and ``focal.py``, worked out by hand:
+``kl_div.py`` and ``focal.py``, worked out by hand (KL's lives beside its loss, in ``kl_div.py``):
 
 * BCE, l = -w [y max(log p, -100) + (1 - y) max(log(1 - p), -100)]: a clamped log term is
   constant in p, so it contributes 0; an unclamped one contributes -w y / p or w (1 - y) / (1 - p);
@@ -54,7 +54,7 @@ from .categorical import (
     nll_loss,
 )
 from .focal import alpha_weight, binary_cross_entropy_terms, miss_probability, sigmoid_focal_loss
-from .kl_div import kl_div
+from .kl_div import kl_div_grad as kl_div_grad  # written beside its loss; re-exported here with the others
 
 F64 = NDArray[np.float64]
 
@@ -218,40 +218,6 @@ def _smoothing_term(s: F64, w: F64, w_along: F64, eps_per_class: float, picked: 
     if reduction == "mean":
         term = term / Scaled.of(np.sum(picked.class_weight))
     return term
-
-
-def kl_div_grad(
-    input: ArrayLike,
-    target: ArrayLike,
-    reduction: str = "mean",
-    log_target: bool = False,
-    grad_output: ArrayLike = 1.0,
-) -> F64:
-    """d/d(log q) of KL: -p (or -e^(log p) with log_target) per element, scaled by the reduction, and summed over
-    the dimensions along which the input was broadcast."""
-    kl_div(input, target, reduction, log_target)
-    x_in, t_in = v.as_array(input), v.as_array(target)
-    shape = np.broadcast_shapes(x_in.shape, t_in.shape)
-    t = np.broadcast_to(t_in.astype(np.float64), shape)
-    slope = Scaled.exp(t) if log_target else Scaled.of(t)
-    go = Scaled.of(np.negative(grad_output, dtype=np.float64))
-    if reduction == "batchmean":
-        # batchmean divides by the first size, and an unbatched (0-d) input by nothing.
-        per_element = slope * go / Scaled.of(float(x_in.shape[0]) if x_in.ndim else 1.0)
-    elif reduction == "mean":
-        per_element = slope * go / Scaled.of(float(int(np.prod(shape))))
-    else:
-        per_element = slope * go
-    return _sum_to_shape(per_element, x_in.shape)
-
-
-def _sum_to_shape(gradient: Scaled, shape: tuple[int, ...]) -> F64:
-    """A gradient of the broadcast shape, summed back over the dimensions broadcasting added or stretched, then
-    rounded to float64 once: terms past float64's range may still cancel or be divided back into it."""
-    extra = gradient.mantissa.ndim - len(shape)
-    summed = gradient.sum(axis=tuple(range(extra))) if extra else gradient
-    stretched = tuple(i for i, size in enumerate(shape) if size == 1 and summed.mantissa.shape[i] != 1)
-    return (summed.sum(axis=stretched, keepdims=True) if stretched else summed).value()
 
 
 def sigmoid_focal_loss_grad(

@@ -67,3 +67,37 @@ def _reduce(losses: Scaled, reduction: str, input_shape: tuple[int, ...]) -> F64
         return total.value()
     count = losses.mantissa.size if reduction == "mean" else (input_shape[0] if input_shape else 1)
     return (total / Scaled.of(float(count))).value()
+
+
+def kl_div_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    reduction: str = "mean",
+    log_target: bool = False,
+    grad_output: ArrayLike = 1.0,
+) -> F64:
+    """d/d(log q) of KL: -p (or -e^(log p) with log_target) per element, scaled by the reduction, and summed over
+    the dimensions along which the input was broadcast."""
+    kl_div(input, target, reduction, log_target)
+    x_in, t_in = v.as_array(input), v.as_array(target)
+    shape = np.broadcast_shapes(x_in.shape, t_in.shape)
+    t = np.broadcast_to(t_in.astype(np.float64), shape)
+    slope = Scaled.exp(t) if log_target else Scaled.of(t)
+    go = Scaled.of(np.negative(grad_output, dtype=np.float64))
+    if reduction == "batchmean":
+        # batchmean divides by the first size, and an unbatched (0-d) input by nothing.
+        per_element = slope * go / Scaled.of(float(x_in.shape[0]) if x_in.ndim else 1.0)
+    elif reduction == "mean":
+        per_element = slope * go / Scaled.of(float(int(np.prod(shape))))
+    else:
+        per_element = slope * go
+    return _sum_to_shape(per_element, x_in.shape)
+
+
+def _sum_to_shape(gradient: Scaled, shape: tuple[int, ...]) -> F64:
+    """A gradient of the broadcast shape, summed back over the dimensions broadcasting added or stretched, then
+    rounded to float64 once: terms past float64's range may still cancel or be divided back into it."""
+    extra = gradient.mantissa.ndim - len(shape)
+    summed = gradient.sum(axis=tuple(range(extra))) if extra else gradient
+    stretched = tuple(i for i, size in enumerate(shape) if size == 1 and summed.mantissa.shape[i] != 1)
+    return (summed.sum(axis=stretched, keepdims=True) if stretched else summed).value()

@@ -30,7 +30,7 @@ def _mutation_words(summary: dict[str, Any]) -> list[str]:
     survivors = f" Survivors: {', '.join(score['survivors'])}." if score["survivors"] else ""
     return [
         f"Mutation score: {score['caught']} of {score['planted']} planted bugs caught by this run's properties "
-        f"(verification/planted_bugs.py).{survivors}",
+        f"(verification/losses/).{survivors}",
         "",
     ]
 

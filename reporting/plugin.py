@@ -223,7 +223,7 @@ def _losses() -> list[dict[str, Any]]:
     return losses
 
 
-# The meta test that runs each planted bug (verification/planted_bugs.py) against the suite's properties.
+# The meta test that runs each planted bug (verification/losses/) against the suite's properties.
 PLANTED_BUG_CHECK = "test_planted_bugs.py::test_a_property_catches_planted_bug["
 
 
