@@ -1,8 +1,9 @@
-"""Plausible wrong implementations, each modelling a mistake real loss code has made.
+"""Planted bugs: plausible wrong implementations, each modelling a mistake real loss code has made.
 
-Each is a drop-in replacement with torch's functional signature, built from torch's own
-(correct) pieces plus exactly one mistake. The meta tests run the suite's parity property
-against each one and require it to fail.
+Each is a drop-in replacement with torch's functional signature, built from torch's own (correct) pieces plus
+exactly one mistake. The bugs themselves live in their loss's module (``verification/losses/``), which declares
+them in its registry entry; this module holds what they share. The meta tests run the suite's properties against
+each one and require one to fail.
 """
 
 from __future__ import annotations
@@ -53,24 +54,6 @@ def _reduced(per_element: Tensor, reduction: str, denominator: Tensor | float | 
     if reduction == "sum":
         return per_element.sum()
     return per_element.sum() / (per_element.numel() if denominator is None else denominator)
-
-
-# --- nll_loss -------------------------------------------------------------------------------------
-
-
-# --- cross_entropy --------------------------------------------------------------------------------
-
-
-# --- binary_cross_entropy -------------------------------------------------------------------------
-
-
-# --- binary_cross_entropy_with_logits ---------------------------------------------------------------
-
-
-# --- kl_div ---------------------------------------------------------------------------------------------------
-
-
-# --- low precision ----------------------------------------------------------------------------------
 
 
 # --- module argument plumbing -----------------------------------------------------------------------

@@ -71,9 +71,6 @@ def binary_argument_that_does_not_broadcast(draw: st.DrawFn, valid: Valid, name:
     return case.with_kwargs(**{name: arg})
 
 
-# --- KL divergence ---------------------------------------------------------------------------------
-
-
 # --- categorical losses ----------------------------------------------------------------------------
 
 

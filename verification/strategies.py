@@ -1,4 +1,5 @@
-"""The one set of hypothesis strategies for drawing loss inputs.
+"""The one set of hypothesis strategies for drawing loss inputs: the elements, shapes and arguments every loss's
+strategy (in its module under ``verification/losses/``) is built from.
 
 Arrays come from ``hypothesis.extra.numpy.arrays``; elements are drawn at the dtype's width
 and snapped, so every value is exactly representable in the dtype under test. Element
@@ -285,13 +286,5 @@ def probability_targets(draw: st.DrawFn, dtype: Dtype, shape: tuple[int, ...]) -
     return draw(float_arrays(dtype, shape, floats(dtype, -1, 2)), label="arbitrary targets")
 
 
-# ---------------------------------------------------------------------------------------------
-# KL divergence: input log q, target p (or log p), broadcasting either way.
-# ---------------------------------------------------------------------------------------------
-
+# KLDivLoss's reductions: the three of the others and 'batchmean'.
 KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
-
-
-# ---------------------------------------------------------------------------------------------
-# Sigmoid focal loss (torchvision.ops.sigmoid_focal_loss): binary losses' inputs plus alpha and gamma.
-# ---------------------------------------------------------------------------------------------

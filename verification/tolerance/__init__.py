@@ -75,8 +75,8 @@ conditioned: it uses the same log-sum-exp and cancellation-free softplus forms).
 term matters: a float64 probability of 5e-324 times a weight of 0.5 underflows to 0 in the
 reference itself.
 
-The model is split by concern: ``tracked`` (the arithmetic on numbers that carry an error bound),
-``forward`` (each loss replayed in torch's order), ``identities`` (the compositions the article's identities
-compare), ``backward`` (the input gradients, in the order of torch's backward formulas). The registry
-(``verification/registry.py``) names each loss's replays.
+The model is split by concern: ``tracked`` (the arithmetic on numbers that carry an error bound and the
+rules that leave one unbounded), ``forward`` and ``backward`` (the pieces the losses' value and gradient replays
+share), ``identities`` (the compositions the article's identities compare). Each loss's own replays, in torch's
+order, are in its module under ``verification/losses/``, whose registry entry names them.
 """

@@ -1,5 +1,7 @@
-"""The input gradients, replayed in the order of torch's backward formulas (aten's ``*_backward`` kernels,
-and autograd's chain through log_softmax for cross-entropy)."""
+"""The gradient replays' shared pieces. Each loss's input gradient is replayed in the order of torch's backward
+formulas (aten's ``*_backward`` kernels, and autograd's chain through log_softmax for cross-entropy), in its own
+module under ``verification/losses/``, from these: grad_output through the reduction, the expansion along the
+class dimension, NLL's backward, log-softmax's backward, and the sum back to a broadcast input's shape."""
 
 from __future__ import annotations
 
@@ -9,12 +11,8 @@ from ..dtypes import Dtype
 from .forward import class_shape, index_target_parts
 from .tracked import F64, Tracked
 
-# ---------------------------------------------------------------------------------------------
-# Gradients with respect to the input, replayed in the order of torch's backward formulas
-# (aten's *_backward kernels, and autograd's chain through log_softmax for cross-entropy).
-# Products are bounded the same in any order, so only sums and the places where a division
-# happens matter; those follow torch.
-# ---------------------------------------------------------------------------------------------
+# Products are bounded the same in any order, so only sums and the places where a division happens matter; those
+# follow torch.
 
 
 def upstream(dtype: Dtype, grad_output: F64, reduction: str, count: float) -> Tracked:

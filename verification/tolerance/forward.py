@@ -1,5 +1,6 @@
-"""The forward replays: each loss computed in torch's order on tracked numbers, giving the bound on torch's
-error per output element."""
+"""The forward replays' shared pieces: class layouts, log-softmax in both of torch's orders, the reductions, and
+NLL over index targets. Each loss's replay, built from these in torch's order, is in its own module under
+``verification/losses/``; the bound on torch's error per output element is its ``.error``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import numpy as np
 from ..dtypes import Dtype
 from .tracked import F64, Tracked
 
-# ---------------------------------------------------------------------------------------------
-# The losses, replayed in torch's order.
-# ---------------------------------------------------------------------------------------------
+# The pieces several losses' replays share (each loss's own replay is in its module under verification/losses/).
 
 
 def class_axis(ndim: int) -> int:
