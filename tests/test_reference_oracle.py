@@ -289,12 +289,13 @@ def forward_reproducer(case: Case) -> str:
 
 def gradient_reproducer(case: Case, grad_output: np.ndarray) -> str:
     forward = forward_reproducer(case).splitlines()[:-2]
+    gradient = registry.reference_gradient(case.loss)
     return "\n".join(
         [
             *forward,
-            "from reference import gradients",
+            f"from {gradient.__module__} import {gradient.__name__}",
             f"g = {array_literal(np.asarray(grad_output))}",
-            f"print('reference', repr(gradients.{case.loss}_grad(x, t, **kwargs, grad_output=g)))",
+            f"print('reference', repr({gradient.__name__}(x, t, **kwargs, grad_output=g)))",
             f"print('exact    ', registry.info({case.loss!r}).oracle_gradient(x, t, **kwargs, grad_output=g).exact)",
         ]
     )

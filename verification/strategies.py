@@ -284,7 +284,3 @@ def probability_targets(draw: st.DrawFn, dtype: Dtype, shape: tuple[int, ...]) -
             normalised = np.where(total > 0, raw / total, 1.0 / shape[class_dim(shape)])
         return dtype.snap(normalised)
     return draw(float_arrays(dtype, shape, floats(dtype, -1, 2)), label="arbitrary targets")
-
-
-# KLDivLoss's reductions: the three of the others and 'batchmean'.
-KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")

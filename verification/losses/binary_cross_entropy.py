@@ -48,9 +48,7 @@ def binary_cross_entropy_cases(draw: st.DrawFn, dtype: Dtype, interior: bool = F
     return Case("binary_cross_entropy", probabilities, target, kwargs)
 
 
-def binary_cross_entropy(
-    dtype: Dtype, input: F64, target: F64, weight: F64 | None = None, reduction: str = "mean"
-) -> Tracked:
+def replay(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None, reduction: str = "mean") -> Tracked:
     p, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
     log_p = p.log().clamp_min(reference.LOG_CLAMP)
     log_1mp = (-p).log1p().clamp_min(reference.LOG_CLAMP)
@@ -60,7 +58,7 @@ def binary_cross_entropy(
     return reduce(losses.broadcast_to(np.shape(target)), reduction, None)
 
 
-def binary_cross_entropy_grad(
+def gradient_replay(
     dtype: Dtype, input: F64, target: F64, grad_output: F64, weight: F64 | None = None, reduction: str = "mean"
 ) -> Tracked:
     """grad * (p - y) / max(p (1 - p), 1e-12) [* w] [/ numel]."""
@@ -152,8 +150,8 @@ INFO = LossInfo(
     module=nn.BCELoss,
     reference=reference.binary_cross_entropy,
     reference_gradient=gradients.binary_cross_entropy_grad,
-    forward_replay=binary_cross_entropy,
-    gradient_replay=binary_cross_entropy_grad,
+    forward_replay=replay,
+    gradient_replay=gradient_replay,
     oracle=binary_oracle.binary_cross_entropy,
     oracle_gradient=binary_oracle.binary_cross_entropy_grad,
     cases=binary_cross_entropy_cases,

@@ -64,7 +64,7 @@ def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype, per_cl
     return Case("binary_cross_entropy_with_logits", logits, target, kwargs)
 
 
-def binary_cross_entropy_with_logits(
+def replay(
     dtype: Dtype,
     input: F64,
     target: F64,
@@ -82,7 +82,7 @@ def binary_cross_entropy_with_logits(
     return reduce(losses.broadcast_to(np.shape(target)), reduction, None)
 
 
-def binary_cross_entropy_with_logits_grad(
+def gradient_replay(
     dtype: Dtype,
     input: F64,
     target: F64,
@@ -200,8 +200,8 @@ INFO = LossInfo(
     module=nn.BCEWithLogitsLoss,
     reference=reference.binary_cross_entropy_with_logits,
     reference_gradient=gradients.binary_cross_entropy_with_logits_grad,
-    forward_replay=binary_cross_entropy_with_logits,
-    gradient_replay=binary_cross_entropy_with_logits_grad,
+    forward_replay=replay,
+    gradient_replay=gradient_replay,
     oracle=binary_oracle.binary_cross_entropy_with_logits,
     oracle_gradient=binary_oracle.binary_cross_entropy_with_logits_grad,
     cases=binary_cross_entropy_with_logits_cases,

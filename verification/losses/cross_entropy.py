@@ -73,7 +73,7 @@ def cross_entropy_cases(
     return Case("cross_entropy", logits, target, kwargs)
 
 
-def cross_entropy(
+def replay(
     dtype: Dtype,
     input: F64,
     target: F64,
@@ -101,7 +101,7 @@ def cross_entropy(
     return nll * nll.constant(1.0 - eps) + smooth * smooth.constant(eps / n_classes)
 
 
-def cross_entropy_grad(
+def gradient_replay(
     dtype: Dtype,
     input: F64,
     target: F64,
@@ -347,8 +347,8 @@ INFO = LossInfo(
     module=nn.CrossEntropyLoss,
     reference=reference.cross_entropy,
     reference_gradient=gradients.cross_entropy_grad,
-    forward_replay=cross_entropy,
-    gradient_replay=cross_entropy_grad,
+    forward_replay=replay,
+    gradient_replay=gradient_replay,
     oracle=categorical_oracle.cross_entropy,
     oracle_gradient=categorical_oracle.cross_entropy_grad,
     cases=cross_entropy_cases,

@@ -53,13 +53,13 @@ def nll_loss_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
     return Case("nll_loss", log_probabilities, target, kwargs)
 
 
-def nll_loss(
+def replay(
     dtype: Dtype, input: F64, target: F64, weight: F64 | None = None, ignore_index: int = -100, reduction: str = "mean"
 ) -> Tracked:
     return nll_reduced(Tracked.exact(input, dtype), target, weight, ignore_index, reduction, dtype)
 
 
-def nll_loss_grad(
+def gradient_replay(
     dtype: Dtype,
     input: F64,
     target: F64,
@@ -151,8 +151,8 @@ INFO = LossInfo(
     module=nn.NLLLoss,
     reference=reference.nll_loss,
     reference_gradient=gradients.nll_loss_grad,
-    forward_replay=nll_loss,
-    gradient_replay=nll_loss_grad,
+    forward_replay=replay,
+    gradient_replay=gradient_replay,
     oracle=categorical_oracle.nll_loss,
     oracle_gradient=categorical_oracle.nll_loss_grad,
     cases=nll_loss_cases,

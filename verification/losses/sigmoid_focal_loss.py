@@ -19,7 +19,7 @@ from ..strategies import binary_shapes, float_arrays, floats, logit_elements, pr
 from ..tolerance.backward import upstream
 from ..tolerance.forward import reduce
 from ..tolerance.tracked import F64, Tracked
-from .binary_cross_entropy_with_logits import binary_cross_entropy_with_logits
+from .binary_cross_entropy_with_logits import replay as bce_with_logits_replay
 
 # 0 (BCE itself), 2 (the paper's choice), 1, 5, and 0.5: a fractional gamma below 1, where the
 # modulating factor's derivative is unbounded at a saturated correct prediction.
@@ -80,7 +80,7 @@ def _focal_parts(dtype: Dtype, input: F64, target: F64, alpha: float, gamma: flo
     p_t = p y + (1 - p)(1 - y); loss = ce (1 - p_t)^gamma; then alpha_t = alpha y + (1 - alpha)(1 - y) times it."""
     x, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
     p = x.sigmoid()
-    ce = binary_cross_entropy_with_logits(dtype, input, target, reduction="none")
+    ce = bce_with_logits_replay(dtype, input, target, reduction="none")
     miss = 1.0 - (p * y + (1.0 - p) * (1.0 - y))
     # For targets in [0, 1] and p in [0, 1], p y + (1 - p)(1 - y) cannot round above 1 (rounding is monotone and
     # y + fl(1 - y) exceeds 1 by at most half an ulp, which rounds back to 1): torch's 1 - p_t is never negative.
@@ -94,13 +94,13 @@ def _focal_parts(dtype: Dtype, input: F64, target: F64, alpha: float, gamma: flo
     return _FocalParts(x, y, p, ce, miss, modulating, alpha_t, loss)
 
 
-def sigmoid_focal_loss(
+def replay(
     dtype: Dtype, input: F64, target: F64, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"
 ) -> Tracked:
     return reduce(_focal_parts(dtype, input, target, alpha, gamma).loss, reduction, None)
 
 
-def sigmoid_focal_loss_grad(
+def gradient_replay(
     dtype: Dtype,
     input: F64,
     target: F64,
@@ -136,8 +136,8 @@ INFO = LossInfo(
     module=None,
     reference=reference.sigmoid_focal_loss,
     reference_gradient=gradients.sigmoid_focal_loss_grad,
-    forward_replay=sigmoid_focal_loss,
-    gradient_replay=sigmoid_focal_loss_grad,
+    forward_replay=replay,
+    gradient_replay=gradient_replay,
     oracle=None,
     oracle_gradient=None,
     cases=sigmoid_focal_loss_cases,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import FLOAT64, Dtype
-from ..losses.binary_cross_entropy_with_logits import binary_cross_entropy_with_logits
+from ..losses.binary_cross_entropy_with_logits import replay as bce_with_logits_replay
 from .forward import class_axis, nll_reduced
 from .tracked import F64, SIGMOID_ERROR, Tracked
 
@@ -37,7 +37,7 @@ def sigmoid_then_bce_sensitivity(dtype: Dtype, x: F64, target: F64, weight: F64 
 def focal_from_bce(dtype: Dtype, input: F64, target: F64, gamma: float) -> Tracked:
     """The focal loss rebuilt from torch's BCEWithLogits b for labels 0 and 1, where p_t = e^-b:
     b * (-expm1(-b)) ** gamma, in that order."""
-    b = binary_cross_entropy_with_logits(dtype, input, target, reduction="none")
+    b = bce_with_logits_replay(dtype, input, target, reduction="none")
     return b * (-((-b).expm1())).power(gamma)
 
 
