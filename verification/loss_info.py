@@ -65,6 +65,9 @@ PARTS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class LossInfo:
+    """Everything the suite knows about one loss, as ``PARTS`` lists it: each part is present, or the entry declares
+    it a gap with its reason (tests/meta/test_registry.py holds every entry to that)."""
+
     name: str  # the torch.nn.functional name, and the reference's
     functional: Callable[..., Any] | None
     module: type[nn.Module] | None
