@@ -1,6 +1,4 @@
-"""BCEWithLogitsLoss: everything the suite declares about it in one place: the strategy that draws its valid
-calls, the tolerance model's replays of torch's forward and backward, its rejections, its planted bugs, and its
-registry entry (``INFO``)."""
+"""BCEWithLogitsLoss (F.binary_cross_entropy_with_logits): its parts, and its ``INFO`` entry naming them."""
 
 from __future__ import annotations
 

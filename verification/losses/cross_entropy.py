@@ -1,6 +1,4 @@
-"""CrossEntropyLoss: everything the suite declares about it in one place: the strategy that draws its valid
-calls, the tolerance model's replays of torch's forward and backward, its rejections, its planted bugs, and its
-registry entry (``INFO``)."""
+"""CrossEntropyLoss (F.cross_entropy), index and probability targets: its parts, and its ``INFO`` entry."""
 
 from __future__ import annotations
 
