@@ -241,7 +241,7 @@ def test_focal_loss_is_bce_scaled_by_the_modulating_factor(data, dtype, device):
     """For labels 0 and 1, p_t = e^-BCE, so FL = (1 - e^-BCE)^gamma * BCE: built from torch's BCEWithLogits (with
     expm1) this equals the reference's focal loss (alpha = -1), within the bound of that composition."""
     case = data.draw(registry.info("sigmoid_focal_loss").cases(dtype, alpha=-1.0), label="case")
-    labels = data.draw(strategies.float_arrays(dtype, case.input.shape, st.sampled_from([0.0, 1.0])), label="labels")
+    labels = data.draw(strategies.float_arrays(dtype, case.input.shape, strategies.among(0.0, 1.0)), label="labels")
     gamma = case.kwargs.get("gamma", 2.0)
     case = Case(LOSS, case.input, labels, {"alpha": -1.0, "gamma": gamma, "reduction": "none"})
     want = np.asarray(reference.sigmoid_focal_loss(case.input, case.target, **case.kwargs))

@@ -16,7 +16,12 @@ from verification.cases import Case, to_torch
 from verification.compare import check_gradient_parity
 from verification.dtypes import FLOAT64, PARITY_DTYPES, Dtype
 from verification.implementations import FORMS, torch_impl
-from verification.properties import exclude_if_known_gradient_divergence, output_shape
+from verification.properties import (
+    CASES_PER_EXAMPLE,
+    batch_gradients_match_reference,
+    exclude_if_known_gradient_divergence,
+    output_shape,
+)
 from verification.registry import ParityVariant
 
 # Each parity variant's gradient property, as the registry derives it (BCE draws only where p(1 - p) >= 1e-12).
@@ -32,10 +37,10 @@ GRADIENT_VARIANTS = registry.gradient_variants()
 def test_gradient_matches_reference(data, variant, dtype, device, implementation_in_its_form):
     """Autograd's gradient equals the reference's analytic gradient within the tolerance model (claims: the variant)."""
     impl, form = implementation_in_its_form(variant.loss)
-    case = data.draw(variant.cases(dtype), label="case")
-    exclude_if_known_gradient_divergence(case)
-    grad_output = data.draw(strategies.grad_outputs(dtype, output_shape(case)), label="grad_output")
-    check_gradient_parity(case, grad_output, impl, form=form, dtype=dtype, device=device)
+    batch = data.draw(variant.batches(dtype, CASES_PER_EXAMPLE), label="cases")
+    shape = (len(batch), *output_shape(batch.case(0)))  # one shape and reduction: one output shape for every case
+    grad_outputs = data.draw(strategies.grad_outputs(dtype, shape), label="grad_outputs")
+    batch_gradients_match_reference(batch, grad_outputs, impl, form=form, dtype=dtype, device=device)
 
 
 # Every kept target weighs 0, so the mean's w[y] / W is 0 / 0. The derivative at the target is then undefined (NaN
@@ -150,7 +155,7 @@ def test_gradients_of_logit_losses_are_finite_at_any_finite_logit(data, loss, dt
     if loss == "cross_entropy":
         t = np.zeros(shape[:1] if len(shape) == 2 else (), dtype=np.int64)
     else:
-        t = data.draw(strategies.float_arrays(dtype, shape, strategies.probability_elements(dtype)), label="t")
+        t = data.draw(strategies.float_arrays(dtype, shape, strategies.PROBABILITIES), label="t")
     case = Case(loss, x, t, {"reduction": reduction})
     want = registry.reference_gradient(loss)(x, t, reduction=reduction)
     assert np.all(np.isfinite(want)), "the reference's gradient is finite"

@@ -61,8 +61,8 @@ def test_bce_with_logits_equals_sigmoid_then_bce_where_sigmoid_does_not_saturate
     bounds plus the rounding of sigmoid amplified by e^x."""
     low, high = unsaturated_logit_range(dtype)
     shape = data.draw(strategies.binary_shapes(), label="shape")
-    x = data.draw(strategies.float_arrays(dtype, shape, strategies.floats(dtype, low, high)), label="x")
-    y = data.draw(strategies.float_arrays(dtype, shape, strategies.probability_elements(dtype)), label="y")
+    x = data.draw(strategies.float_arrays(dtype, shape, strategies.within(low, high)), label="x")
+    y = data.draw(strategies.float_arrays(dtype, shape, strategies.PROBABILITIES), label="y")
     case = Case("binary_cross_entropy_with_logits", x, y, {"reduction": "none"})
     xt, yt, _ = to_torch(case, dtype, device)
 
@@ -98,12 +98,10 @@ def test_sigmoid_then_bce_breaks_where_sigmoid_saturates(data, dtype, device):
     threshold = saturated_logit_threshold(dtype)
     underflow = math.log(dtype.smallest_subnormal) - 1.0
     side = data.draw(st.sampled_from(["rounds to 1", "rounds to 0"]), label="side")
-    elements = (
-        strategies.floats(dtype, threshold, 1e4) if side == "rounds to 1" else strategies.floats(dtype, -1e4, underflow)
-    )
+    elements = strategies.within(threshold, 1e4) if side == "rounds to 1" else strategies.within(-1e4, underflow)
     shape = data.draw(strategies.binary_shapes(), label="shape")
     x = data.draw(strategies.float_arrays(dtype, shape, elements), label="x")
-    y = data.draw(strategies.float_arrays(dtype, shape, strategies.probability_elements(dtype)), label="y")
+    y = data.draw(strategies.float_arrays(dtype, shape, strategies.PROBABILITIES), label="y")
     case = Case("binary_cross_entropy_with_logits", x, y, {"reduction": "none"})
     xt, yt, _ = to_torch(case, dtype, device)
     repro = expressions_snippet(
@@ -262,7 +260,7 @@ def test_cross_entropy_equals_softmax_then_log_then_nll_where_softmax_does_not_u
     bound_r = no_underflow_logit_bound(dtype)
     case = _index_case_without_smoothing(data, dtype)
     logits = data.draw(
-        strategies.float_arrays(dtype, case.input.shape, strategies.floats(dtype, -bound_r, bound_r)),
+        strategies.float_arrays(dtype, case.input.shape, strategies.within(-bound_r, bound_r)),
         label="logits without underflow",
     )
     case = Case("cross_entropy", logits, case.target, case.kwargs)
@@ -303,9 +301,7 @@ def test_softmax_then_log_then_nll_breaks_where_softmax_underflows(data, dtype, 
     n_classes = data.draw(st.integers(2, strategies.MAX_CLASSES), label="classes")
     batch = data.draw(st.integers(1, strategies.MAX_BATCH), label="batch")
     gap = -math.log(dtype.smallest_subnormal) + 2.0
-    logits = data.draw(
-        strategies.float_arrays(dtype, (batch, n_classes), strategies.floats(dtype, -10, 10)), label="logits"
-    )
+    logits = data.draw(strategies.float_arrays(dtype, (batch, n_classes), strategies.within(-10, 10)), label="logits")
     target = data.draw(st.lists(st.integers(0, n_classes - 1), min_size=batch, max_size=batch), label="target")
     target = np.array(target, dtype=np.int64)
     rows = np.arange(batch)
@@ -348,7 +344,7 @@ def _agreeing_index_cases(draw, dtype: Dtype) -> Case:
     """Index-target cases where torch says one-hot probabilities agree: nothing ignored, and no class weights
     under 'mean' (where the two paths normalise differently: the named divergence below)."""
     shape = draw(strategies.categorical_shape(min_classes=2), label="shape")
-    logits = draw(strategies.float_arrays(dtype, shape, strategies.logit_elements(dtype)), label="input")
+    logits = draw(strategies.float_arrays(dtype, shape, strategies.LOGITS), label="input")
     target = draw(strategies.index_targets(shape, ignore_index=-100, may_ignore=False), label="target")
     kwargs = draw(strategies.reduction_kwargs(), label="kwargs")
     if kwargs.get("reduction", "mean") != "mean":
@@ -405,7 +401,7 @@ def test_weighted_mean_of_index_and_one_hot_targets_differ_by_the_normaliser(dat
     w[y_i] while one-hot probability targets divide by N, so the two differ by exactly that ratio."""
     case = data.draw(_agreeing_index_cases(dtype), label="case")
     n_classes = case.input.shape[_class_dim(case.input)]
-    weight = data.draw(strategies.float_arrays(dtype, (n_classes,), strategies.floats(dtype, 0.125, 8)), label="w")
+    weight = data.draw(strategies.float_arrays(dtype, (n_classes,), strategies.within(0.125, 8)), label="w")
     case = case.with_kwargs(weight=weight, reduction="mean")
     exclude_if_known_divergence(case)
     if case.target.size == 0:
@@ -435,13 +431,13 @@ def test_two_class_cross_entropy_equals_bce_with_logits(data, dtype, device):
     """CrossEntropyLoss on logits [0, z] with target y (an index, or probabilities [1 - y, y]) equals
     BCEWithLogitsLoss(z, y), within both bounds."""
     batch = data.draw(st.integers(0, strategies.MAX_BATCH), label="batch")
-    z = data.draw(strategies.float_arrays(dtype, (batch,), strategies.logit_elements(dtype)), label="z")
+    z = data.draw(strategies.float_arrays(dtype, (batch,), strategies.LOGITS), label="z")
     as_index = data.draw(st.booleans(), label="index targets")
     if as_index:
         y = data.draw(strategies.hnp.arrays(np.int64, (batch,), elements=st.integers(0, 1)), label="y")
         ce_target = y
     else:
-        y = data.draw(strategies.float_arrays(dtype, (batch,), strategies.probability_elements(dtype)), label="y")
+        y = data.draw(strategies.float_arrays(dtype, (batch,), strategies.PROBABILITIES), label="y")
         ce_target = np.stack([dtype.snap(1.0 - y), y], axis=1)
     y_float = y.astype(np.float64)
     if not as_index and np.any(ce_target[:, 0] != 1.0 - y_float):

@@ -35,7 +35,7 @@ MAX_OUTCOMES = 8
 @st.composite
 def distributions(draw: st.DrawFn, outcomes: int, normalised: bool = True) -> np.ndarray:
     """A probability vector over ``outcomes`` outcomes, with exact zeros and near-zeros among its entries."""
-    mass = draw(strategies.float_arrays(FLOAT64, (outcomes,), strategies.probability_elements(FLOAT64)), label="mass")
+    mass = draw(strategies.float_arrays(FLOAT64, (outcomes,), strategies.PROBABILITIES), label="mass")
     if not normalised:
         return mass
     total = mass.sum()
@@ -129,7 +129,7 @@ def test_torch_cross_entropy_with_probability_targets_is_the_distribution_cross_
     n = data.draw(st.integers(1, strategies.MAX_BATCH), label="positions")
     c = data.draw(st.integers(1, strategies.MAX_CLASSES), label="classes")
     r = no_underflow_logit_bound(dtype)
-    x = data.draw(strategies.float_arrays(dtype, (n, c), strategies.floats(dtype, -r, r)), label="logits")
+    x = data.draw(strategies.float_arrays(dtype, (n, c), strategies.within(-r, r)), label="logits")
     p = np.stack([data.draw(distributions(c), label=f"p[{i}]") for i in range(n)])
     p = dtype.snap(p)
     case = Case("cross_entropy", x, p, {"reduction": "none"})

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from verification import registry
 from verification.dtypes import PARITY_DTYPES
 from verification.implementations import FORMS
-from verification.properties import loss_matches_reference
+from verification.properties import CASES_PER_EXAMPLE, batch_matches_reference
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -16,6 +16,7 @@ from verification.properties import loss_matches_reference
 @pytest.mark.parametrize("variant", registry.parity_variants(), ids=lambda v: f"{v.loss}-{v.name}")
 @given(data=st.data())
 def test_loss_matches_reference(data, variant, dtype, form, device, implementation):
-    """The loss equals the reference within the tolerance model (each variant's claim: verification/registry.py)."""
-    case = data.draw(variant.cases(dtype), label="case")
-    loss_matches_reference(case, implementation(variant.loss, form), form=form, dtype=dtype, device=device)
+    """The loss equals the reference within the tolerance model (each variant's claim: verification/registry.py),
+    on CASES_PER_EXAMPLE cases per example that share a shape and arguments."""
+    batch = data.draw(variant.batches(dtype, CASES_PER_EXAMPLE), label="cases")
+    batch_matches_reference(batch, implementation(variant.loss, form), form=form, dtype=dtype, device=device)

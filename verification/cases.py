@@ -58,3 +58,36 @@ def to_torch(case: Case, dtype: Dtype, device: str) -> tuple[torch.Tensor, torch
 
     kwargs = {k: tensor(v) if k in ARRAY_KWARGS else v for k, v in case.kwargs.items()}
     return tensor(case.input), tensor(case.target), kwargs
+
+
+@dataclass(frozen=True)
+class CaseBatch:
+    """K cases of one loss that share everything but their values: one shape, one set of keyword arguments, and for
+    each array (input, target, and the ``ARRAY_KWARGS`` present) K sets of values, along a first axis of size K.
+
+    A property draws a batch where it used to draw a case: hypothesis's cost of drawing an example is paid once for
+    K cases, and the tolerance model's replay bounds all K in one pass (their arrays moved to its last axis)."""
+
+    loss: str
+    input: np.ndarray
+    target: np.ndarray
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.input)
+
+    def case(self, k: int) -> Case:
+        kwargs = {name: value[k] if name in ARRAY_KWARGS else value for name, value in self.kwargs.items()}
+        return Case(self.loss, self.input[k], self.target[k], kwargs)
+
+    def only(self) -> Case:
+        """The one case of a batch of one."""
+        assert len(self) == 1, f"a batch of {len(self)} cases, not one"
+        return self.case(0)
+
+    def cases_last(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """input, target and keyword arguments with the cases along each array's last axis: a replay's batch."""
+        kwargs = {
+            name: np.moveaxis(value, 0, -1) if name in ARRAY_KWARGS else value for name, value in self.kwargs.items()
+        }
+        return np.moveaxis(self.input, 0, -1), np.moveaxis(self.target, 0, -1), kwargs

@@ -6,6 +6,7 @@ by how much the bound was missed) followed by a snippet that reproduces it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from . import ledger, registry, reproducer
-from .cases import Case, to_torch
+from .cases import Case, CaseBatch, to_torch
 from .dtypes import Dtype
 from .implementations import LossImpl, label
 from .tolerance.tracked import first_rule
@@ -32,15 +33,24 @@ def _where(index: tuple[Any, ...]) -> str:
 
 
 def assert_close(
-    got: torch.Tensor, want: np.ndarray, bound: np.ndarray, *, what: str, dtype: Dtype, repro: str, who: str = "torch"
+    got: torch.Tensor,
+    want: np.ndarray,
+    bound: np.ndarray,
+    *,
+    what: str,
+    dtype: Dtype,
+    repro: str | Callable[[], str],
+    who: str = "torch",
 ) -> None:
     """``got`` equals ``want`` within ``bound`` element-wise: same shape and dtype, the same
     NaN positions, the same infinities, finite values within the bound. Records the worst error.
+    ``repro`` is the reproducer, or what writes it (only a failure needs one).
     """
     __tracebackhide__ = True
 
     def fail(sentence: str) -> None:
-        raise ParityError(f"{what}: {sentence}\n\nReproduce with:\n\n{repro}\n")
+        snippet = repro if isinstance(repro, str) else repro()
+        raise ParityError(f"{what}: {sentence}\n\nReproduce with:\n\n{snippet}\n")
 
     if tuple(got.shape) != want.shape:
         fail(f"{who} returned shape {list(got.shape)}, but the reference gives {list(want.shape)}")
@@ -48,13 +58,11 @@ def assert_close(
         fail(f"{who} returned dtype {got.dtype}, but the inputs were {dtype.torch}")
     g = got.detach().to("cpu", torch.float64).numpy()
     bound = np.broadcast_to(bound, want.shape)
-    for index in np.ndindex(want.shape):
-        gv, wv = g[index], want[index]
-        if np.isnan(wv) != np.isnan(gv):
-            fail(f"{who} gave {float(gv)!r}{_where(index)} where the reference gives {float(wv)!r}")
-        if np.isinf(wv) or np.isinf(gv):
-            if gv != wv:
-                fail(f"{who} gave {float(gv)!r}{_where(index)} where the reference gives {float(wv)!r}")
+    # A NaN on one side only, or an infinity the other side does not match: the first such element, in C order.
+    mismatched = (np.isnan(want) != np.isnan(g)) | ((np.isinf(want) | np.isinf(g)) & (g != want))
+    if np.any(mismatched):
+        index = np.unravel_index(int(np.argmax(mismatched)), want.shape)
+        fail(f"{who} gave {float(g[index])!r}{_where(index)} where the reference gives {float(want[index])!r}")
     finite = np.isfinite(want)
     error = np.where(finite, np.abs(g - np.where(finite, want, 0.0)), 0.0)
     if not error.size:  # an empty result: its shape and dtype were still compared
@@ -101,9 +109,15 @@ def exclude_if_unbounded(bound: np.ndarray, want: np.ndarray, unbounded_by: np.n
     ``merge_rules``): the example is excluded under the reason of the rule that made an element's bound infinite,
     the lowest-numbered rule (``tolerance.tracked.RULES``) among the infinite elements where they differ.
     """
+    reason = unbounded(bound, want, unbounded_by)
+    if reason:
+        ledger.exclude(reason)
+
+
+def unbounded(bound: np.ndarray, want: np.ndarray, unbounded_by: np.ndarray) -> str | None:
+    """The exclusion reason ``exclude_if_unbounded`` gives, or None where the bound is finite."""
     rule = first_rule(bound, unbounded_by) if np.asarray(want).size else None
-    if rule is not None:
-        ledger.exclude(rule.exclusion)
+    return None if rule is None else rule.exclusion
 
 
 def _reference(loss: str) -> Callable[..., Any]:
@@ -157,6 +171,89 @@ def check_gradient_parity(
     if input.grad is None:
         raise ParityError(f"{what}: {label(impl)} left no gradient on the input\n\nReproduce with:\n\n{repro}\n")
     assert_close(input.grad, want, bound, what=what, dtype=dtype, repro=repro, who=label(impl))
+
+
+def check_parity_batch(
+    batch: CaseBatch,
+    impl: LossImpl,
+    *,
+    form: str,
+    dtype: Dtype,
+    device: str,
+    divergence: Callable[[Case], str | None],
+) -> None:
+    """``check_parity`` on every case of ``batch``, their bounds from one replay. A case under a known divergence
+    (``divergence`` names it) or without a finite bound is excluded on its own, its reason counted; the example is
+    dropped only where every case was excluded."""
+    __tracebackhide__ = True
+    replayed = registry.replay_batch(batch.loss, dtype, batch)
+    reference = _reference(batch.loss)
+    excluded = []
+    for k in range(len(batch)):
+        case = batch.case(k)
+        want = np.asarray(reference(case.input, case.target, **case.kwargs))
+        bound = replayed.case(k)
+        reason = divergence(case) or unbounded(bound.error, want, bound.unbounded_by)
+        if reason:
+            excluded.append(reason)
+            continue
+        input, target, kwargs = to_torch(case, dtype, device)
+        what = f"{case.describe()} in {form} form, {dtype} on {device}"
+        repro = functools.partial(reproducer.snippet, case, dtype, device, form, label(impl))
+        try:
+            got = impl(input, target, **kwargs)
+        except Exception as error:
+            raise ParityError(
+                f"{what}: {label(impl)} raised {type(error).__name__}({str(error)!r}) on a call the reference "
+                f"computes\n\nReproduce with:\n\n{repro()}\n"
+            ) from error
+        assert_close(got, want, bound.error, what=what, dtype=dtype, repro=repro, who=label(impl))
+    ledger.exclude_cases(excluded, of=len(batch))
+
+
+def check_gradient_parity_batch(
+    batch: CaseBatch,
+    grad_outputs: np.ndarray,
+    impl: LossImpl,
+    *,
+    form: str,
+    dtype: Dtype,
+    device: str,
+    divergence: Callable[[Case], str | None],
+) -> None:
+    """``check_gradient_parity`` on every case of ``batch``, with upstream ``grad_outputs[k]`` for case k, their
+    bounds from one replay; exclusions as in ``check_parity_batch``."""
+    __tracebackhide__ = True
+    replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
+    gradient = registry.reference_gradient(batch.loss)
+    excluded = []
+    for k in range(len(batch)):
+        case, grad_output = batch.case(k), grad_outputs[k]
+        reason = divergence(case)
+        if reason:
+            excluded.append(reason)
+            continue
+        want = np.asarray(gradient(case.input, case.target, **case.kwargs, grad_output=grad_output))
+        bound = replayed.case(k)
+        reason = unbounded(bound.error, want, bound.unbounded_by)
+        if reason:
+            excluded.append(reason)
+            continue
+        input, target, kwargs = to_torch(case, dtype, device)
+        input.requires_grad_(True)
+        repro = functools.partial(reproducer.gradient_snippet, case, grad_output, dtype, device, form, label(impl))
+        what = f"the gradient of {case.describe()} in {form} form, {dtype} on {device}"
+        try:
+            impl(input, target, **kwargs).backward(torch.as_tensor(grad_output).to(device=device, dtype=dtype.torch))
+        except Exception as error:
+            raise ParityError(
+                f"{what}: {label(impl)} raised {type(error).__name__}({str(error)!r}) in the backward pass"
+                f"\n\nReproduce with:\n\n{repro()}\n"
+            ) from error
+        if input.grad is None:
+            raise ParityError(f"{what}: {label(impl)} left no gradient on the input\n\nReproduce with:\n\n{repro()}\n")
+        assert_close(input.grad, want, bound.error, what=what, dtype=dtype, repro=repro, who=label(impl))
+    ledger.exclude_cases(excluded, of=len(batch))
 
 
 def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> type[Exception]:

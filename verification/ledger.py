@@ -61,6 +61,16 @@ def exclude(reason: str) -> None:
     hypothesis.reject()
 
 
+def exclude_cases(reasons: list[str], *, of: int) -> None:
+    """Count the cases of a batch of ``of`` that were excluded, one reason each; drop the hypothesis example if that
+    was every case (as ``exclude`` drops a single case's), so that hypothesis draws another in its place."""
+    for reason in reasons:
+        RECORDS[current_test()].excluded[reason] += 1
+        hypothesis.event(f"excluded: {reason}")
+    if reasons and len(reasons) == of:
+        hypothesis.reject()
+
+
 def record_comparison(error: float, bound: float, ratio: float, expected: float, ulp: float) -> None:
     """Count one compared example and keep the worst error / bound ratio seen."""
     record = RECORDS[current_test()]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from . import divergences as divergence_rules
-from .cases import Case
+from .cases import Case, CaseBatch
 from .dtypes import Dtype
 from .oracle.exact import Exact
 from .planted_bugs import PlantedBug
@@ -20,12 +20,17 @@ from .tolerance.tracked import Tracked
 
 @dataclass(frozen=True)
 class ParityVariant:
-    """One parity property of one loss: a claim and the strategy that draws its cases."""
+    """One parity property of one loss: a claim and the strategy that draws its cases, in batches of a given size
+    (``batches(dtype, size)``: cases that share a shape and arguments, see ``cases.CaseBatch``)."""
 
     loss: str
     name: str
     claim: str
-    cases: Callable[[Dtype], st.SearchStrategy[Case]]
+    batches: Callable[[Dtype, int], st.SearchStrategy[CaseBatch]]
+
+    def cases(self, dtype: Dtype) -> st.SearchStrategy[Case]:
+        """One case at a time: batches of one."""
+        return self.batches(dtype, 1).map(CaseBatch.only)
 
     def __str__(self) -> str:
         return self.name
@@ -84,9 +89,9 @@ class LossInfo:
     divergences: tuple[Divergence, ...]
     # A part the entry lacks, and why: the README's table and the evidence report show it.
     gaps: Mapping[str, str] = field(default_factory=dict)
-    # The gradient properties draw their cases here instead of from the variants' strategies, where torch's
+    # The gradient properties draw their batches here instead of from the variants' strategies, where torch's
     # gradient is the derivative only on part of the input space (the rest is a named divergence).
-    gradient_cases: Callable[[Dtype], st.SearchStrategy[Case]] | None = None
+    gradient_batches: Callable[[Dtype, int], st.SearchStrategy[CaseBatch]] | None = None
     gradient_claim: str = ""  # what the gradient claim adds to the variant's
     # Which examples of a parity property fall under a named divergence: the divergence's name, or None.
     known_divergence: Callable[[Case], str | None] = divergence_rules.none

@@ -3,14 +3,21 @@ runs against torch."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import ledger, registry
-from .cases import Case
-from .compare import check_parity
+from .cases import Case, CaseBatch
+from .compare import check_gradient_parity_batch, check_parity, check_parity_batch
 from .dtypes import Dtype
 from .implementations import LossImpl
 from .registry import ParityVariant
+
+# How many cases a parity or gradient property checks in each hypothesis example: a batch that shares one shape and
+# one set of arguments, each case with its own values (``CaseBatch``). Hypothesis's cost of an example, and the
+# tolerance model's replay, are paid once for all of them. 1 checks one case per example, as the suite did before.
+CASES_PER_EXAMPLE = int(os.environ.get("LOSS_PARITY_CASES_PER_EXAMPLE", "16"))
 
 
 def exclude_if_known_divergence(case: Case) -> None:
@@ -32,6 +39,25 @@ def loss_matches_reference(case: Case, impl: LossImpl, *, form: str, dtype: Dtyp
     __tracebackhide__ = True
     exclude_if_known_divergence(case)
     check_parity(case, impl, form=form, dtype=dtype, device=device)
+
+
+def batch_matches_reference(batch: CaseBatch, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> None:
+    """``impl`` computes every case of ``batch`` as the reference does, within the tolerance model's bounds; a case
+    under a named divergence is excluded, counted under its name."""
+    __tracebackhide__ = True
+    divergence = registry.info(batch.loss).known_divergence
+    check_parity_batch(batch, impl, form=form, dtype=dtype, device=device, divergence=divergence)
+
+
+def batch_gradients_match_reference(
+    batch: CaseBatch, grad_outputs: np.ndarray, impl: LossImpl, *, form: str, dtype: Dtype, device: str
+) -> None:
+    """``impl``'s autograd gradient of every case of ``batch`` (case k with upstream ``grad_outputs[k]``) equals the
+    reference's analytic gradient within the tolerance model's bounds; a case under a named divergence of the
+    backward is excluded, counted under its name."""
+    __tracebackhide__ = True
+    divergence = registry.info(batch.loss).known_gradient_divergence
+    check_gradient_parity_batch(batch, grad_outputs, impl, form=form, dtype=dtype, device=device, divergence=divergence)
 
 
 def output_shape(case: Case) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from .cases import Case
+from .cases import CaseBatch
 from .dtypes import Dtype
 from .loss_info import PARTS, Divergence, LossInfo, ParityVariant
 from .losses import (
@@ -35,7 +35,7 @@ from .losses import (
 )
 from .planted_bugs import PlantedBug
 from .rejections import Defect
-from .tolerance.tracked import Tracked
+from .tolerance.tracked import Tracked, one_case
 
 __all__ = ["PARTS", "Divergence", "LossInfo", "ParityVariant"]
 
@@ -67,8 +67,8 @@ def parity_variants() -> list[ParityVariant]:
 def gradient_variants() -> list[ParityVariant]:
     """The gradient properties: each parity variant, drawn from the entry's gradient cases where it has them."""
 
-    def cases(entry: LossInfo, variant: ParityVariant) -> Callable[[Dtype], st.SearchStrategy[Case]]:
-        return entry.gradient_cases if entry.gradient_cases is not None else variant.cases
+    def batches(entry: LossInfo, variant: ParityVariant) -> Callable[[Dtype, int], st.SearchStrategy[CaseBatch]]:
+        return entry.gradient_batches if entry.gradient_batches is not None else variant.batches
 
     return [
         ParityVariant(
@@ -76,7 +76,7 @@ def gradient_variants() -> list[ParityVariant]:
             variant.name,
             f"The gradient with respect to the input equals the reference's analytic gradient, for: {variant.claim}"
             + entry.gradient_claim,
-            cases(entry, variant),
+            batches(entry, variant),
         )
         for entry in LOSSES
         for variant in entry.variants
@@ -103,18 +103,41 @@ def error_bound(loss: str, dtype: Dtype, input: np.ndarray, target: np.ndarray, 
 
 
 def replay(loss: str, dtype: Dtype, input: np.ndarray, target: np.ndarray, **kwargs: Any) -> Tracked:
-    """The loss's forward, replayed in torch's order on tracked numbers."""
+    """The loss's forward on one case, replayed in torch's order on tracked numbers."""
+    return one_case(_forward_replay(loss), dtype, input, target, **kwargs)
+
+
+def replay_batch(loss: str, dtype: Dtype, batch: CaseBatch) -> Tracked:
+    """The loss's forward on every case of ``batch`` in one pass: the result's last axis holds the cases."""
+    input, target, kwargs = batch.cases_last()
+    return _forward_replay(loss)(dtype, input, target, **kwargs)
+
+
+def _forward_replay(loss: str) -> Callable[..., Tracked]:
     model = BY_NAME[loss].forward_replay
     assert model is not None, f"{loss} has no forward replay"
-    return model(dtype, input, target, **kwargs)
+    return model
 
 
 def gradient_replay(
     loss: str, dtype: Dtype, input: np.ndarray, target: np.ndarray, grad_output: np.ndarray, **kwargs: Any
 ) -> Tracked:
+    """The input gradient of the loss on one case (with upstream ``grad_output``), replayed in the order of torch's
+    backward formulas."""
+    return one_case(_gradient_replay(loss), dtype, input, target, grad_output, **kwargs)
+
+
+def gradient_replay_batch(loss: str, dtype: Dtype, batch: CaseBatch, grad_outputs: np.ndarray) -> Tracked:
+    """The input gradient on every case of ``batch`` in one pass, with ``grad_outputs`` (one per case, along the
+    first axis, as the batch's arrays): the result's last axis holds the cases."""
+    input, target, kwargs = batch.cases_last()
+    return _gradient_replay(loss)(dtype, input, target, np.moveaxis(grad_outputs, 0, -1), **kwargs)
+
+
+def _gradient_replay(loss: str) -> Callable[..., Tracked]:
     model = BY_NAME[loss].gradient_replay
     assert model is not None, f"{loss} has no gradient replay"
-    return model(dtype, input, target, grad_output, **kwargs)
+    return model
 
 
 def gradient_error_bound(

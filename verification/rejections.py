@@ -53,7 +53,7 @@ def bad_reduction(draw: st.DrawFn, valid: Valid, reductions: tuple[str, ...]) ->
 def binary_with_other_target_shape(draw: st.DrawFn, loss: str, valid: Valid) -> Case:
     case = draw(valid(DTYPE), label="valid case")
     shape = draw(strategies.binary_shapes().filter(lambda s: s != case.input.shape), label="target shape")
-    target = draw(strategies.float_arrays(DTYPE, shape, strategies.probability_elements(DTYPE)), label="target")
+    target = draw(strategies.float_arrays(DTYPE, shape, strategies.PROBABILITIES), label="target")
     return Case(loss, case.input, target, case.kwargs)
 
 
@@ -67,7 +67,7 @@ def binary_argument_that_does_not_broadcast(draw: st.DrawFn, valid: Valid, name:
         # A trailing size that matches neither the target's last size nor 1 (nor a missing dimension).
         last = shape[-1] if shape else 1
         arg_shape = (last + 2,)
-    arg = draw(strategies.float_arrays(DTYPE, arg_shape, strategies.weight_elements(DTYPE)), label=name)
+    arg = draw(strategies.float_arrays(DTYPE, arg_shape, strategies.WEIGHTS), label=name)
     return case.with_kwargs(**{name: arg})
 
 
@@ -85,7 +85,7 @@ def valid_index_case(draw: st.DrawFn, loss: str, layouts: tuple[str, ...] = ("un
         label="extra dims",
     )
     shape = {"unbatched": (n_classes,), "batched": (batch, n_classes), "k-dim": (batch, n_classes, *extra)}[layout]
-    logits = draw(strategies.float_arrays(DTYPE, shape, strategies.logit_elements(DTYPE)), label="input")
+    logits = draw(strategies.float_arrays(DTYPE, shape, strategies.LOGITS), label="input")
     target = draw(strategies.index_targets(shape, ignore_index=-100, may_ignore=False), label="target")
     if shape[0] == 1 and len(shape) == 1:
         target = target.reshape(())  # a (1,) target would have the input's shape
@@ -94,7 +94,7 @@ def valid_index_case(draw: st.DrawFn, loss: str, layouts: tuple[str, ...] = ("un
 
 @st.composite
 def zero_dim_input(draw: st.DrawFn, loss: str) -> Case:
-    value = draw(strategies.logit_elements(DTYPE), label="input")
+    value = draw(strategies.LOGITS.strategy(DTYPE), label="input")
     return Case(loss, np.array(value), np.array(0, dtype=np.int64), {})
 
 
@@ -130,7 +130,7 @@ def class_weight_of_wrong_size(draw: st.DrawFn, loss: str, probability_cases: Va
     wrong_rank_is_wrong = target_kind == "probability" or case.input.ndim <= 2
     shapes = [(n_classes + 1,), (n_classes + 3,), *([(1, n_classes)] if wrong_rank_is_wrong else [])]
     shape = draw(st.sampled_from(shapes), label="weight shape")
-    weight = draw(strategies.float_arrays(DTYPE, shape, strategies.weight_elements(DTYPE)), label="weight")
+    weight = draw(strategies.float_arrays(DTYPE, shape, strategies.WEIGHTS), label="weight")
     return case.with_kwargs(weight=weight)
 
 

@@ -1,17 +1,17 @@
 """The one set of hypothesis strategies for drawing loss inputs: the elements, shapes and arguments every loss's
 strategy (in its module under ``verification/losses/``) is built from.
 
-Arrays come from ``hypothesis.extra.numpy.arrays``; elements are drawn at the dtype's width
-and snapped, so every value is exactly representable in the dtype under test. Element
-strategies mix ordinary values with the risk regions: logits up to |1e4|, saturated
-sigmoid, probabilities exactly 0 and 1 or within 1e-6 of them. Optional keyword arguments
-are sometimes omitted, so that torch's defaults are exercised too.
+Arrays are drawn from one seed each, or element by element (verification/elements.py), and every value is exactly
+representable in the dtype under test. The elements mix ordinary values with the risk regions: logits up to |1e4|,
+saturated sigmoid, probabilities exactly 0 and 1 or within 1e-6 of them. Optional keyword arguments are sometimes
+omitted, so that torch's defaults are exercised too.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,10 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from . import elements
+from .cases import Case, CaseBatch
 from .dtypes import Dtype
+from .elements import DRAWING, Elements, among, mixture, within
 
 MAX_BATCH = 4
 MAX_CLASSES = 5
@@ -33,104 +36,66 @@ REDUCTIONS = ("none", "mean", "sum")
 LOGIT_LANDMARKS = (0.0, 17.0, 37.0, 88.72, 745.2, 1e4)
 
 
-_NUMPY_FLOAT = {16: np.float16, 32: np.float32, 64: np.float64}
-
-
-def _inward(bound: float, width: int, towards: float) -> float:
-    """``bound`` rounded to the drawing width, moved one step inwards if rounding took it outside."""
-    kind = _NUMPY_FLOAT[width]
-    rounded = kind(bound)
-    if (towards > bound and rounded < bound) or (towards < bound and rounded > bound):
-        rounded = np.nextafter(rounded, kind(towards))
-    return float(rounded)
-
+# Hypothesis's floats at a dtype's width: for the single values a strategy draws (an exponent, a magnitude).
+floats = elements.floats
 
 # The factories below are cached (functools.cache, lru_cache for the per-shape arrays): a strategy is built and
-# validated by hypothesis once per set of arguments instead of at every draw, which took the serial suite from
-# 294.5 s to 202.5 s with the same examples drawn.
-
-
-@functools.cache
-def floats(dtype: Dtype, low: float, high: float) -> st.SearchStrategy[float]:
-    width = dtype.hypothesis_width
-    return st.floats(_inward(low, width, high), _inward(high, width, low), width=width)
+# validated by hypothesis once per set of arguments instead of at every draw.
 
 
 @functools.lru_cache(maxsize=4096)
-def float_arrays(
-    dtype: Dtype, shape: tuple[int, ...], elements: st.SearchStrategy[float]
-) -> st.SearchStrategy[np.ndarray]:
+def float_arrays(dtype: Dtype, shape: tuple[int, ...], elements: Elements) -> st.SearchStrategy[np.ndarray]:
+    """Arrays of ``shape`` whose elements are drawn from ``elements`` and exactly representable in ``dtype``: from one
+    drawn seed, or element by element (``LOSS_PARITY_DRAWING``; verification/elements.py says why and how)."""
+    if DRAWING == "seeded":
+        return st.integers(0, 2**63 - 1).map(lambda seed: elements.sample(seed, dtype, shape))
     # fill=nothing() draws every element on its own: hypothesis's default fills most of an array
     # with one repeated value, and constant weights hide every bug in how weights are normalised.
-    return hnp.arrays(np.float64, shape, elements=elements, fill=st.nothing()).map(dtype.snap)
+    return hnp.arrays(np.float64, shape, elements=elements.strategy(dtype), fill=st.nothing()).map(dtype.snap)
 
 
-@functools.cache
-def logit_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    landmarks = [sign * v for v in LOGIT_LANDMARKS for sign in (1.0, -1.0)]
-    return st.one_of(
-        floats(dtype, -10, 10),
-        floats(dtype, -100, 100),
-        floats(dtype, -1e4, 1e4),
-        st.sampled_from(landmarks),
-    )
+LOGITS = mixture(
+    within(-10, 10), within(-100, 100), within(-1e4, 1e4), among(*(s * v for v in LOGIT_LANDMARKS for s in (1.0, -1.0)))
+)
 
-
-@functools.cache
-def probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    return st.one_of(
-        floats(dtype, 0, 1),
-        st.sampled_from([0.0, 1.0, 0.5]),
-        floats(dtype, 0, 1e-6),
-        floats(dtype, 1 - 1e-6, 1),
-    )
-
+PROBABILITIES = mixture(within(0, 1), among(0.0, 1.0, 0.5), within(0, 1e-6), within(1 - 1e-6, 1))
 
 # p (1 - p) >= 1e-12 holds on [2e-12, 1 - 2e-12].
 INTERIOR_MARGIN = 2e-12
 
 
-@functools.cache
-def interior_probability_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    """Probabilities as near 0 and 1 as torch's BCE gradient is still the derivative of the loss."""
-    low, high = INTERIOR_MARGIN, 1 - INTERIOR_MARGIN
-
-    def keep_inside(value: float) -> float:
-        # bfloat16 is drawn at float32 width: snapping may round onto 0 or 1, so step back inside.
-        snapped = float(dtype.snap(np.float64(value)))
-        toward = 0.5 if snapped < low or snapped > high else snapped
-        step = torch.nextafter(torch.tensor(snapped, dtype=dtype.torch), torch.tensor(toward, dtype=dtype.torch))
-        return float(step) if toward != snapped else snapped
-
-    return st.one_of(
-        floats(dtype, low, high),
-        st.sampled_from([0.5, 0.25, 0.75]),
-        floats(dtype, low, 1e-6),
-        floats(dtype, 1 - 1e-6, high),
-    ).map(keep_inside)
+def _step_inside_the_margin(dtype: Dtype, values: np.ndarray) -> np.ndarray:
+    """bfloat16 has fewer bits than the widths hypothesis draws at: a value rounded onto 0 or 1 (outside
+    [INTERIOR_MARGIN, 1 - INTERIOR_MARGIN]) steps one representable value back towards 1/2."""
+    outside = (values < INTERIOR_MARGIN) | (values > 1 - INTERIOR_MARGIN)
+    if not outside.any():
+        return values
+    tensor = torch.as_tensor(values).to(dtype.torch)
+    stepped = torch.nextafter(tensor, torch.full_like(tensor, 0.5)).to(torch.float64).numpy()
+    return np.where(outside, stepped, values)
 
 
-@functools.cache
-def weight_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    """Weights as users pass them (positive, of ordinary size), plus zeros, ones, tiny and negative
-    values, which torch accepts."""
-    return st.one_of(
-        floats(dtype, 0.1, 10),
-        floats(dtype, 0.1, 10),
-        st.sampled_from([0.0, 1.0]),
-        floats(dtype, 0, 0.1),
-        floats(dtype, -10, 10),
-    )
+# Probabilities as near 0 and 1 as torch's BCE gradient is still the derivative of the loss.
+INTERIOR_PROBABILITIES = Elements(
+    mixture(
+        within(INTERIOR_MARGIN, 1 - INTERIOR_MARGIN),
+        among(0.5, 0.25, 0.75),
+        within(INTERIOR_MARGIN, 1e-6),
+        within(1 - 1e-6, 1 - INTERIOR_MARGIN),
+    ).parts,
+    adjust=_step_inside_the_margin,
+)
+
+# Weights as users pass them (positive, of ordinary size), plus zeros, ones, tiny and negative values, which torch
+# accepts.
+WEIGHTS = mixture(within(0.1, 10), within(0.1, 10), among(0.0, 1.0), within(0, 0.1), within(-10, 10))
+
+GRAD_OUTPUTS = mixture(within(-4, 4), among(0.0, 1.0, -1.0))
 
 
 def grad_outputs(dtype: Dtype, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
     """The gradient flowing into a loss's result: often ones (what .backward() passes), otherwise arbitrary."""
-    return st.one_of(st.just(np.ones(shape)), float_arrays(dtype, shape, grad_output_elements(dtype)))
-
-
-@functools.cache
-def grad_output_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    return st.one_of(floats(dtype, -4, 4), st.sampled_from([0.0, 1.0, -1.0]))
+    return st.one_of(st.just(np.ones(shape)), float_arrays(dtype, shape, GRAD_OUTPUTS))
 
 
 @functools.cache
@@ -221,19 +186,32 @@ def ignore_index_choice(draw: st.DrawFn, n_classes: int) -> tuple[int, bool]:
 
 @functools.lru_cache(maxsize=4096)
 def class_index_arrays(shape: tuple[int, ...], n_classes: int) -> st.SearchStrategy[np.ndarray]:
+    """Class indices in [0, n_classes), each as likely (seeded or element-wise, as ``float_arrays``)."""
+    if DRAWING == "seeded":
+        return st.integers(0, 2**63 - 1).map(
+            lambda seed: np.random.default_rng(seed).integers(0, n_classes, size=shape, dtype=np.int64)
+        )
     return hnp.arrays(np.int64, shape, elements=st.integers(0, n_classes - 1), fill=st.nothing())
 
 
 @functools.lru_cache(maxsize=4096)
 def boolean_arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    """True or False, each as likely (seeded or element-wise, as ``float_arrays``)."""
+    if DRAWING == "seeded":
+        return st.integers(0, 2**63 - 1).map(lambda seed: np.random.default_rng(seed).random(shape) < 0.5)
     return hnp.arrays(np.bool_, shape)
 
 
 @st.composite
-def index_targets(draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int, may_ignore: bool = True) -> np.ndarray:
-    """Class indices for ``shape``; none, some or all of them set to ``ignore_index`` (if ``may_ignore``)."""
+def index_targets(
+    draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int, may_ignore: bool = True, size: int | None = None
+) -> np.ndarray:
+    """Class indices for one case of input ``shape``, or for ``size`` cases (along a first axis); none, some or all
+    of them set to ``ignore_index`` (if ``may_ignore``)."""
+    if size is None:
+        return np.array(draw(index_targets(shape, ignore_index, may_ignore, size=1))[0])
     n_classes = shape[class_dim(shape)]
-    target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
+    target_shape = (size,) if len(shape) == 1 else (size, shape[0], *shape[2:])
     target = draw(class_index_arrays(target_shape, n_classes), label="classes")
     how_many_ignored = draw(st.sampled_from(["none", "some", "all"] if may_ignore else ["none"]), label="ignored")
     if how_many_ignored == "all":
@@ -243,7 +221,7 @@ def index_targets(draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int, ma
         target = np.where(mask, ignore_index, target)
     # With C = 1 a (1,) target has the input's shape, which torch reads as probabilities.
     if len(shape) == 1 and n_classes > 1 and draw(st.booleans(), label="unbatched target of shape (1,)"):
-        target = target.reshape(1)
+        target = target.reshape(size, 1)
     # torch takes uint8 targets too, when every value fits, for inputs up to (N, C) (K-dimensional
     # inputs reject them: an error-parity case).
     fits = target.size and target.min() >= 0 and target.max() <= 255
@@ -253,10 +231,12 @@ def index_targets(draw: st.DrawFn, shape: tuple[int, ...], ignore_index: int, ma
 
 
 @st.composite
-def class_weight_kwargs(draw: st.DrawFn, dtype: Dtype, n_classes: int) -> dict[str, Any]:
+def class_weight_kwargs(draw: st.DrawFn, dtype: Dtype, n_classes: int, size: int | None = None) -> dict[str, Any]:
+    """No weight, or a class weight for one case, or for each of ``size`` cases (along a first axis)."""
     if not draw(st.booleans(), label="with weight"):
         return {}
-    return {"weight": draw(float_arrays(dtype, (n_classes,), weight_elements(dtype)), label="weight")}
+    shape = (n_classes,) if size is None else (size, n_classes)
+    return {"weight": draw(float_arrays(dtype, shape, WEIGHTS), label="weight")}
 
 
 @functools.cache
@@ -275,12 +255,26 @@ def label_smoothing_values() -> st.SearchStrategy[float]:
 
 
 @st.composite
-def probability_targets(draw: st.DrawFn, dtype: Dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """Class probabilities: normalised along the class dimension, or arbitrary floats (unchecked by torch)."""
+def probability_targets(draw: st.DrawFn, dtype: Dtype, shape: tuple[int, ...], size: int | None = None) -> np.ndarray:
+    """Class probabilities for one case of input ``shape``, or for ``size`` cases (along a first axis): normalised
+    along the class dimension, or arbitrary floats (unchecked by torch)."""
+    if size is None:
+        return np.array(draw(probability_targets(dtype, shape, size=1))[0])
     if draw(st.booleans(), label="normalised"):
-        raw = draw(float_arrays(dtype, shape, probability_elements(dtype)), label="unnormalised mass")
-        total = np.sum(raw, axis=class_dim(shape), keepdims=True)
+        raw = draw(float_arrays(dtype, (size, *shape), PROBABILITIES), label="unnormalised mass")
+        total = np.sum(raw, axis=1 + class_dim(shape), keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             normalised = np.where(total > 0, raw / total, 1.0 / shape[class_dim(shape)])
         return dtype.snap(normalised)
-    return draw(float_arrays(dtype, shape, floats(dtype, -1, 2)), label="arbitrary targets")
+    return draw(float_arrays(dtype, (size, *shape), within(-1, 2)), label="arbitrary targets")
+
+
+def single_cases(batches: Callable[..., st.SearchStrategy[CaseBatch]]) -> Callable[..., st.SearchStrategy[Case]]:
+    """The strategy of single cases that a loss's strategy of batches gives with batches of one: its arguments
+    are the batches' without the size."""
+
+    @functools.wraps(batches)
+    def cases(dtype: Dtype, *args: Any, **kwargs: Any) -> st.SearchStrategy[Case]:
+        return batches(dtype, 1, *args, **kwargs).map(CaseBatch.only)
+
+    return cases

@@ -12,6 +12,7 @@ from hypothesis import Phase, given, settings
 from verification import registry
 from verification.cases import Case
 from verification.dtypes import FLOAT32
+from verification.properties import CASES_PER_EXAMPLE
 
 
 def _index_target_parts(case: Case):
@@ -99,17 +100,16 @@ REGIONS: dict[str, tuple[str, Callable[[Case], bool]]] = {
 
 @pytest.mark.parametrize("region", list(REGIONS), ids=str)
 def test_the_strategies_reach_the_risk_region_at_ci_depth(region):
-    """Within the ci profile's budget for one of the loss's parity variants (float32), some drawn case lies in the
-    region."""
+    """Within the ci profile's budget for one of the loss's parity variants (float32), drawn as the parity properties
+    draw them (batches of CASES_PER_EXAMPLE cases), some drawn case lies in the region."""
     loss, inside = REGIONS[region]
     reached = []
     for variant in registry.info(loss).variants:
 
         @settings(settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate])
-        @given(case=variant.cases(FLOAT32))
-        def draw_cases(case):
-            if inside(case):
-                reached.append(case)
+        @given(batch=variant.batches(FLOAT32, CASES_PER_EXAMPLE))
+        def draw_cases(batch):
+            reached.extend(case for case in map(batch.case, range(len(batch))) if inside(case))
 
         draw_cases()
         if reached:

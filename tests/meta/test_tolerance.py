@@ -12,7 +12,7 @@ import reference
 import verification.tolerance
 from tests.test_exhaustive import ulps
 from verification import ledger, registry, strategies
-from verification.cases import Case, to_torch
+from verification.cases import Case, CaseBatch, to_torch
 from verification.compare import (
     ParityError,
     assert_close,
@@ -22,6 +22,7 @@ from verification.compare import (
 )
 from verification.dtypes import FLOAT16, FLOAT32, FLOAT64, PARITY_DTYPES, Dtype
 from verification.implementations import LOSSES, torch_impl
+from verification.properties import output_shape
 from verification.tolerance import identities
 from verification.tolerance.tracked import (
     DIVISOR_NEAR_ZERO,
@@ -387,3 +388,49 @@ def test_a_result_moved_a_few_ulps_beyond_the_bound_fails(loss, dtype):
         moved_in_dtype = torch.as_tensor(moved).to(dtype.torch)
         with pytest.raises(ParityError, match="exceeds the tolerance model's bound"):
             assert_close(moved_in_dtype, want, bound, what="moved", dtype=dtype, repro="")
+
+
+# --- batches: a replay of K cases bounds each as a replay of that case alone ---------------------------------------
+
+BATCH_EQUIVALENCE_BUDGET = settings(max_examples=max(10, settings.default.max_examples // 5))
+
+
+def _identical(batched, alone) -> bool:
+    return all(
+        np.array_equal(getattr(batched, part), getattr(alone, part), equal_nan=True)
+        and np.shape(getattr(batched, part)) == np.shape(getattr(alone, part))
+        for part in ("value", "error", "unbounded_by")
+    )
+
+
+@BATCH_EQUIVALENCE_BUDGET
+@pytest.mark.parametrize("variant", registry.gradient_variants(), ids=lambda v: f"{v.loss}-{v.name}")
+@given(data=st.data())
+def test_a_batch_replay_bounds_each_case_bit_for_bit_as_its_own_replay(data, variant):
+    """The parity properties bound a batch of cases in one replay (the cases along its arrays' last axis): for every
+    case, forward and gradient, in every dtype, the value, the bound and the rule codes are those of that case
+    replayed alone, to the bit (each sum adds a case's terms in one order whatever the batch)."""
+    dtype = data.draw(st.sampled_from(PARITY_DTYPES), label="dtype")
+    batch = data.draw(variant.batches(dtype, 4), label="cases")
+    shape = (len(batch), *output_shape(batch.case(0)))
+    grad_outputs = data.draw(strategies.grad_outputs(dtype, shape), label="grad_outputs")
+    forward = registry.replay_batch(batch.loss, dtype, batch)
+    backward = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
+    for k in range(len(batch)):
+        case = batch.case(k)
+        alone = registry.replay(case.loss, dtype, case.input, case.target, **case.kwargs)
+        assert _identical(forward.case(k), alone), f"forward, case {k}: {case.describe()}"
+        gradient = registry.gradient_replay(case.loss, dtype, case.input, case.target, grad_outputs[k], **case.kwargs)
+        assert _identical(backward.case(k), gradient), f"gradient, case {k}: {case.describe()}"
+    ledger.record_example()
+
+
+def test_the_batch_equivalence_check_sees_a_case_bounded_with_another_cases_values():
+    """The comparison above has power: a batch whose cases were swapped is told apart from the cases alone."""
+    case = Case("cross_entropy", np.array([[1.0, 0.0, -1.0]]), np.array([0]), {})
+    other = Case("cross_entropy", np.array([[9.0, 0.0, -9.0]]), np.array([2]), {})
+    batch = CaseBatch("cross_entropy", np.stack([other.input, case.input]), np.stack([other.target, case.target]))
+    replayed = registry.replay_batch("cross_entropy", FLOAT32, batch)
+    alone = registry.replay(case.loss, FLOAT32, case.input, case.target)
+    assert _identical(replayed.case(1), alone)
+    assert not _identical(replayed.case(0), alone)

@@ -12,38 +12,42 @@ import reference
 from reference import gradients
 
 from .. import rejections, strategies
-from ..cases import Case
+from ..cases import Case, CaseBatch
 from ..dtypes import Dtype
 from ..loss_info import GRADIENT_TESTS, IDENTITY_TESTS, Divergence, LossInfo, ParityVariant
 from ..oracle import binary as binary_oracle
 from ..planted_bugs import PlantedBug, _reduced
 from ..rejections import DTYPE, Defect, _nonempty
 from ..strategies import (
+    INTERIOR_PROBABILITIES,
+    PROBABILITIES,
+    WEIGHTS,
     binary_shapes,
     broadcastable_shape,
     float_arrays,
-    interior_probability_elements,
-    probability_elements,
     reduction_kwargs,
-    weight_elements,
+    single_cases,
 )
 from ..tolerance.forward import reduce
-from ..tolerance.tracked import F64, Tracked
+from ..tolerance.tracked import F64, Tracked, case_size
 
 
 @st.composite
-def binary_cross_entropy_cases(draw: st.DrawFn, dtype: Dtype, interior: bool = False) -> Case:
-    """With ``interior``: probabilities with p (1 - p) >= 1e-12 only, where torch's gradient is the derivative
-    (outside, torch caps it: a named divergence in test_gradients.py)."""
+def binary_cross_entropy_batches(draw: st.DrawFn, dtype: Dtype, size: int = 1, interior: bool = False) -> CaseBatch:
+    """``size`` cases of one shape and arguments. With ``interior``: probabilities with p (1 - p) >= 1e-12 only, where
+    torch's gradient is the derivative (outside, torch caps it: a named divergence in test_gradients.py)."""
     shape = draw(binary_shapes(), label="shape")
-    elements = interior_probability_elements(dtype) if interior else probability_elements(dtype)
-    probabilities = draw(float_arrays(dtype, shape, elements), label="input")
-    target = draw(float_arrays(dtype, shape, probability_elements(dtype)), label="target")
+    elements = INTERIOR_PROBABILITIES if interior else PROBABILITIES
+    probabilities = draw(float_arrays(dtype, (size, *shape), elements), label="input")
+    target = draw(float_arrays(dtype, (size, *shape), PROBABILITIES), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
     if draw(st.booleans(), label="with weight"):
         w_shape = draw(broadcastable_shape(shape), label="weight shape")
-        kwargs["weight"] = draw(float_arrays(dtype, w_shape, weight_elements(dtype)), label="weight")
-    return Case("binary_cross_entropy", probabilities, target, kwargs)
+        kwargs["weight"] = draw(float_arrays(dtype, (size, *w_shape), WEIGHTS), label="weight")
+    return CaseBatch("binary_cross_entropy", probabilities, target, kwargs)
+
+
+binary_cross_entropy_cases = single_cases(binary_cross_entropy_batches)
 
 
 def replay(dtype: Dtype, input: F64, target: F64, weight: F64 | None = None, reduction: str = "mean") -> Tracked:
@@ -66,7 +70,7 @@ def gradient_replay(
     if weight is not None:
         result = result * Tracked.exact(weight, dtype)
     if reduction == "mean":
-        result = result / float(np.size(target))
+        result = result / float(case_size(target))
     return result.broadcast_to(np.shape(target))
 
 
@@ -77,8 +81,8 @@ BCE_GRAD_EPSILON = 1e-12
 @st.composite
 def bce_value_outside_unit_interval(draw: st.DrawFn, which: str) -> Case:
     shape = _nonempty(draw(strategies.binary_shapes(), label="shape"))
-    p = draw(strategies.float_arrays(DTYPE, shape, strategies.probability_elements(DTYPE)), label="input")
-    y = draw(strategies.float_arrays(DTYPE, shape, strategies.probability_elements(DTYPE)), label="target")
+    p = draw(strategies.float_arrays(DTYPE, shape, strategies.PROBABILITIES), label="input")
+    y = draw(strategies.float_arrays(DTYPE, shape, strategies.PROBABILITIES), label="target")
     bad = draw(
         st.one_of(st.floats(1, exclude_min=True), st.floats(max_value=0, exclude_max=True), st.just(np.nan)),
         label="value outside [0, 1]",
@@ -159,10 +163,10 @@ INFO = LossInfo(
             "all arguments",
             "BCELoss equals the reference for any shape, weight and reduction, the -100 log clamp at p = 0 and "
             "p = 1 included.",
-            binary_cross_entropy_cases,
+            binary_cross_entropy_batches,
         ),
     ),
-    gradient_cases=lambda dtype: binary_cross_entropy_cases(dtype, interior=True),
+    gradient_batches=lambda dtype, size: binary_cross_entropy_batches(dtype, size, interior=True),
     gradient_claim=" (probabilities with p(1 - p) >= 1e-12: below, torch's gradient is capped, a named divergence)",
     rejections=(
         rejections.reduction_defect("binary_cross_entropy", binary_cross_entropy_cases),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -15,41 +14,41 @@ import reference
 from reference import gradients
 
 from .. import rejections
-from ..cases import Case
+from ..cases import CaseBatch
 from ..dtypes import Dtype
+from ..elements import mixture, within
 from ..loss_info import LOW_PRECISION_TESTS, Divergence, LossInfo, ParityVariant
 from ..oracle import binary as binary_oracle
 from ..planted_bugs import PlantedBug, _module_dropping, _reduced
 from ..strategies import (
+    LOGITS,
+    PROBABILITIES,
+    WEIGHTS,
     binary_shapes,
     broadcastable_shape,
     float_arrays,
-    floats,
-    logit_elements,
-    probability_elements,
     reduction_kwargs,
-    weight_elements,
+    single_cases,
 )
 from ..tolerance.forward import reduce
-from ..tolerance.tracked import F64, Tracked
+from ..tolerance.tracked import F64, Tracked, case_size
 
-
-@functools.cache
-def unchecked_target_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    """Targets outside [0, 1] are accepted by torch (not range-checked), so they are drawn too."""
-    return st.one_of(probability_elements(dtype), floats(dtype, -1, 2))
+# Targets outside [0, 1] are accepted by torch (not range-checked), so they are drawn too.
+UNCHECKED_TARGETS = mixture(PROBABILITIES, within(-1, 2))
 
 
 @st.composite
-def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype, per_class_pos_weight: bool = False) -> Case:
-    """With ``per_class_pos_weight``: the documented use, a pos_weight of shape (C,) for the last dimension
-    of an input of rank >= 2, always present."""
+def binary_cross_entropy_with_logits_batches(
+    draw: st.DrawFn, dtype: Dtype, size: int = 1, per_class_pos_weight: bool = False
+) -> CaseBatch:
+    """``size`` cases of one shape and arguments. With ``per_class_pos_weight``: the documented use, a pos_weight of
+    shape (C,) for the last dimension of an input of rank >= 2, always present."""
     shapes = binary_shapes()
     if per_class_pos_weight:
         shapes = shapes.filter(lambda shape: len(shape) >= 2 and shape[-1] >= 2)
     shape = draw(shapes, label="shape")
-    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
-    target = draw(float_arrays(dtype, shape, unchecked_target_elements(dtype)), label="target")
+    logits = draw(float_arrays(dtype, (size, *shape), LOGITS), label="input")
+    target = draw(float_arrays(dtype, (size, *shape), UNCHECKED_TARGETS), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
     for name in ("weight", "pos_weight"):
         if per_class_pos_weight and name == "pos_weight":
@@ -58,8 +57,11 @@ def binary_cross_entropy_with_logits_cases(draw: st.DrawFn, dtype: Dtype, per_cl
             arg_shape = draw(broadcastable_shape(shape), label=f"{name} shape")
         else:
             continue
-        kwargs[name] = draw(float_arrays(dtype, arg_shape, weight_elements(dtype)), label=name)
-    return Case("binary_cross_entropy_with_logits", logits, target, kwargs)
+        kwargs[name] = draw(float_arrays(dtype, (size, *arg_shape), WEIGHTS), label=name)
+    return CaseBatch("binary_cross_entropy_with_logits", logits, target, kwargs)
+
+
+binary_cross_entropy_with_logits_cases = single_cases(binary_cross_entropy_with_logits_batches)
 
 
 def replay(
@@ -100,7 +102,7 @@ def gradient_replay(
     if weight is not None:
         result = result * Tracked.exact(weight, dtype)
     if reduction == "mean":
-        result = result / float(np.size(target))
+        result = result / float(case_size(target))
     return result.broadcast_to(np.shape(target))
 
 
@@ -209,14 +211,14 @@ INFO = LossInfo(
             "all arguments",
             "BCEWithLogitsLoss equals the reference for any shape, weight, pos_weight and reduction, logits up to "
             "|1e4|.",
-            binary_cross_entropy_with_logits_cases,
+            binary_cross_entropy_with_logits_batches,
         ),
         ParityVariant(
             "binary_cross_entropy_with_logits",
             "per-class pos_weight",
             "BCEWithLogitsLoss equals the reference with a pos_weight of shape (C,), which meets the last "
             "dimension (pytorch#27936).",
-            lambda dtype: binary_cross_entropy_with_logits_cases(dtype, per_class_pos_weight=True),
+            lambda dtype, size: binary_cross_entropy_with_logits_batches(dtype, size, per_class_pos_weight=True),
         ),
     ),
     rejections=(

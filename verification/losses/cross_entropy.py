@@ -15,7 +15,7 @@ import reference
 from reference import gradients
 
 from .. import rejections, strategies
-from ..cases import Case
+from ..cases import Case, CaseBatch
 from ..divergences import unbatched_target_of_shape_1_backward
 from ..dtypes import Dtype
 from ..loss_info import IDENTITY_TESTS, LOW_PRECISION_TESTS, Divergence, LossInfo, ParityVariant
@@ -23,6 +23,8 @@ from ..oracle import categorical as categorical_oracle
 from ..planted_bugs import PlantedBug, _class_dim, _module_dropping
 from ..rejections import DTYPE, Defect, valid_index_case
 from ..strategies import (
+    LOGITS,
+    WEIGHTS,
     categorical_shape,
     class_dim,
     class_weight_kwargs,
@@ -30,45 +32,47 @@ from ..strategies import (
     ignore_index_choice,
     index_targets,
     label_smoothing_values,
-    logit_elements,
     probability_targets,
     reduction_kwargs,
-    weight_elements,
+    single_cases,
 )
 from ..tolerance.backward import expand, log_softmax_backward, nll_grad
-from ..tolerance.forward import class_shape, cross_entropy_parts, index_target_parts, nll_reduced, reduce
+from ..tolerance.forward import along_classes, cross_entropy_parts, index_target_parts, nll_reduced, reduce
 from ..tolerance.tracked import F64, Tracked
 
 
 @st.composite
-def cross_entropy_cases(
-    draw: st.DrawFn, dtype: Dtype, target_kind: str | None = None, weighted_smoothing: bool = False
-) -> Case:
-    """With ``weighted_smoothing``: class weights and a label smoothing in (0, 1] always present, the
-    combination behind past torch bugs (pytorch#69339, #73205)."""
+def cross_entropy_batches(
+    draw: st.DrawFn, dtype: Dtype, size: int = 1, target_kind: str | None = None, weighted_smoothing: bool = False
+) -> CaseBatch:
+    """``size`` cases of one shape and arguments. With ``weighted_smoothing``: class weights and a label smoothing in
+    (0, 1] always present, the combination behind past torch bugs (pytorch#69339, #73205)."""
     shape = draw(categorical_shape(), label="shape")
     n_classes = shape[class_dim(shape)]
-    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
+    logits = draw(float_arrays(dtype, (size, *shape), LOGITS), label="input")
     kwargs = draw(reduction_kwargs(), label="kwargs")
     if weighted_smoothing:
-        kwargs["weight"] = draw(float_arrays(dtype, (n_classes,), weight_elements(dtype)), label="weight")
+        kwargs["weight"] = draw(float_arrays(dtype, (size, n_classes), WEIGHTS), label="weight")
         kwargs["label_smoothing"] = draw(st.floats(0, 1, exclude_min=True), label="label_smoothing")
     else:
-        kwargs.update(draw(class_weight_kwargs(dtype, n_classes), label="weight"))
+        kwargs.update(draw(class_weight_kwargs(dtype, n_classes, size), label="weight"))
         if draw(st.booleans(), label="with label_smoothing"):
             kwargs["label_smoothing"] = draw(label_smoothing_values(), label="label_smoothing")
     kind = target_kind or draw(st.sampled_from(["index", "probability"]), label="target kind")
     if kind == "probability":
-        target = draw(probability_targets(dtype, shape), label="target")
+        target = draw(probability_targets(dtype, shape, size), label="target")
         if draw(st.booleans(), label="pass a negative ignore_index"):
             # Negative values are accepted and unused with probability targets.
             kwargs["ignore_index"] = draw(st.integers(-1000, -1), label="ignore_index")
-        return Case("cross_entropy", logits, target, kwargs)
+        return CaseBatch("cross_entropy", logits, target, kwargs)
     ignore_index, pass_it = draw(ignore_index_choice(n_classes), label="ignore_index")
-    target = draw(index_targets(shape, ignore_index), label="target")
+    target = draw(index_targets(shape, ignore_index, size=size), label="target")
     if pass_it:
         kwargs["ignore_index"] = ignore_index
-    return Case("cross_entropy", logits, target, kwargs)
+    return CaseBatch("cross_entropy", logits, target, kwargs)
+
+
+cross_entropy_cases = single_cases(cross_entropy_batches)
 
 
 def replay(
@@ -81,7 +85,7 @@ def replay(
     label_smoothing: float = 0.0,
 ) -> Tracked:
     x, class_dim, n_classes, logp, eps, class_weights = cross_entropy_parts(dtype, input, weight, label_smoothing)
-    w_along_classes = Tracked.exact(class_weights.reshape(class_shape(x.value.ndim, n_classes)), dtype)
+    w_along_classes = Tracked.exact(along_classes(class_weights, x.ndim), dtype)
     if np.shape(target) == np.shape(input):
         t = Tracked.exact(target, dtype)
         if eps > 0:
@@ -92,9 +96,9 @@ def replay(
     nll = nll_reduced(logp, target, weight, ignore_index, reduction, dtype)
     if eps == 0:
         return nll
-    _, _, kept, safe, w_plain = index_target_parts(x.value, target, weight, ignore_index)
+    _, _, kept, _, at_target = index_target_parts(x.value, target, weight, ignore_index)
     smooth = (-(logp * w_along_classes).sum(axis=class_dim)).where(kept, 0.0)
-    class_weight = Tracked.exact(np.where(kept, w_plain[safe], 0.0), dtype)
+    class_weight = Tracked.exact(at_target, dtype)
     smooth = reduce(smooth, reduction, class_weight)
     return nll * nll.constant(1.0 - eps) + smooth * smooth.constant(eps / n_classes)
 
@@ -110,14 +114,14 @@ def gradient_replay(
     label_smoothing: float = 0.0,
 ) -> Tracked:
     x, class_dim, n_classes, logp, eps, class_weights = cross_entropy_parts(dtype, input, weight, label_smoothing)
-    w_along = Tracked.exact(class_weights.reshape(class_shape(x.value.ndim, n_classes)), dtype)
+    w_along = Tracked.exact(along_classes(class_weights, x.ndim), dtype)
     go = expand(Tracked.exact(grad_output, dtype), class_dim)
     if np.shape(target) == np.shape(input):
         t = Tracked.exact(target, dtype)
         if eps > 0:
             t = t * t.constant(1.0 - eps) + t.constant(eps / n_classes)
         if reduction == "mean":
-            go = go / float(x.value.size // n_classes if n_classes else 0)
+            go = go / float(x.size // n_classes if n_classes else 0)
         grad = ((-go) * w_along) * t if weight is not None else (-go) * t
         return log_softmax_backward(grad.broadcast_to(np.shape(input)), logp, class_dim)
 
@@ -125,12 +129,12 @@ def gradient_replay(
         dtype, np.shape(input), target, grad_output, weight, ignore_index, reduction, scale=1.0 - eps if eps else 1.0
     )
     if eps > 0:
-        _, _, kept, safe, w_plain = index_target_parts(x.value, target, weight, ignore_index)
+        _, _, kept, _, at_target = index_target_parts(x.value, target, weight, ignore_index)
         smooth_go = go * go.constant(eps / n_classes)
         if reduction == "mean":
-            smooth_go = smooth_go / Tracked.exact(np.where(kept, w_plain[safe], 0.0), dtype).sum()
+            smooth_go = smooth_go / Tracked.exact(at_target, dtype).sum()
         smooth = (-(smooth_go * w_along)).broadcast_to(np.shape(input))
-        grad = grad + smooth.where(np.expand_dims(kept, class_dim) if kept.ndim else kept, 0.0)
+        grad = grad + smooth.where(np.expand_dims(kept, class_dim), 0.0)
     return log_softmax_backward(grad, logp, class_dim)
 
 
@@ -159,14 +163,12 @@ def smoothing_with_k_dim_weight_of_rank_two(draw: st.DrawFn) -> Case:
     case = draw(valid_index_case("cross_entropy", ("k-dim",)), label="valid case")
     n_classes = draw(st.integers(2, strategies.MAX_CLASSES), label="classes")
     input = draw(
-        strategies.float_arrays(
-            DTYPE, (case.input.shape[0], n_classes, *case.input.shape[2:]), strategies.logit_elements(DTYPE)
-        ),
+        strategies.float_arrays(DTYPE, (case.input.shape[0], n_classes, *case.input.shape[2:]), strategies.LOGITS),
         label="input",
     )
     case = Case("cross_entropy", input, np.minimum(case.target, n_classes - 1), case.kwargs)
     # torch views the weight as weight.size(0) entries along the class dimension: (1, C) fails for C > 1.
-    weight = draw(strategies.float_arrays(DTYPE, (1, n_classes), strategies.weight_elements(DTYPE)), label="weight")
+    weight = draw(strategies.float_arrays(DTYPE, (1, n_classes), strategies.WEIGHTS), label="weight")
     smoothing = draw(st.floats(0, 1, exclude_min=True), label="label_smoothing")
     return case.with_kwargs(weight=weight, label_smoothing=smoothing)
 
@@ -356,21 +358,21 @@ INFO = LossInfo(
             "index targets",
             "CrossEntropyLoss with class indices equals the reference for every layout, weight, ignore_index, "
             "label_smoothing and reduction.",
-            lambda dtype: cross_entropy_cases(dtype, "index"),
+            lambda dtype, size: cross_entropy_batches(dtype, size, "index"),
         ),
         ParityVariant(
             "cross_entropy",
             "probability targets",
             "CrossEntropyLoss with class probabilities (normalised or not) equals the reference for every "
             "layout, weight, label_smoothing and reduction.",
-            lambda dtype: cross_entropy_cases(dtype, "probability"),
+            lambda dtype, size: cross_entropy_batches(dtype, size, "probability"),
         ),
         ParityVariant(
             "cross_entropy",
             "weights with label smoothing",
             "CrossEntropyLoss with class indices, class weights and label smoothing in (0, 1] equals the "
             "reference, ignored targets included (pytorch#69339, #73205).",
-            lambda dtype: cross_entropy_cases(dtype, "index", weighted_smoothing=True),
+            lambda dtype, size: cross_entropy_batches(dtype, size, "index", weighted_smoothing=True),
         ),
     ),
     rejections=(

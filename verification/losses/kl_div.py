@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import math
 
 import numpy as np
 from hypothesis import strategies as st
@@ -13,40 +13,38 @@ import reference
 from reference import gradients
 
 from .. import rejections, strategies
-from ..cases import Case
+from ..cases import Case, CaseBatch
 from ..dtypes import Dtype
+from ..elements import mixture, within
 from ..loss_info import Divergence, LossInfo, ParityVariant
 from ..oracle import kl_div as kl_div_oracle
 from ..planted_bugs import PlantedBug
 from ..rejections import DTYPE, Defect
 from ..strategies import (
+    LOGITS,
+    PROBABILITIES,
     binary_shapes,
     broadcastable_shape,
     float_arrays,
-    floats,
-    logit_elements,
-    probability_elements,
+    single_cases,
 )
 from ..tolerance.backward import sum_to_shape
-from ..tolerance.tracked import F64, Tracked
+from ..tolerance.tracked import F64, Tracked, case_ndim
 
 # KLDivLoss's reductions: the three of the others and 'batchmean'.
 KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
 
 
-@functools.cache
-def kl_target_elements(dtype: Dtype, log_targets: bool) -> st.SearchStrategy[float]:
-    if log_targets:
-        return st.one_of(floats(dtype, -20, 5), floats(dtype, -20, 5), logit_elements(dtype))
-    return st.one_of(probability_elements(dtype), probability_elements(dtype), floats(dtype, -1, 2))
+LOG_TARGETS = mixture(within(-20, 5), within(-20, 5), LOGITS)
+TARGETS = mixture(PROBABILITIES, PROBABILITIES, within(-1, 2))
 
 
 @st.composite
-def kl_div_cases(draw: st.DrawFn, dtype: Dtype, log_targets: bool = False) -> Case:
-    """Input: log-probabilities (any floats, torch never checks them). Target: probabilities with exact zeros and
-    ones, and now and then a negative or above-one value (accepted; a negative one gives NaN), or with
-    ``log_targets`` log-probabilities (mostly in [-20, 5], sometimes large enough that exp overflows). Input and
-    target have one shape, or one of them broadcasts against the other."""
+def kl_div_batches(draw: st.DrawFn, dtype: Dtype, size: int = 1, log_targets: bool = False) -> CaseBatch:
+    """``size`` cases of one layout and arguments. Input: log-probabilities (any floats, torch never checks them).
+    Target: probabilities with exact zeros and ones, and now and then a negative or above-one value (accepted; a
+    negative one gives NaN), or with ``log_targets`` log-probabilities (mostly in [-20, 5], sometimes large enough that
+    exp overflows). Input and target have one shape, or one of them broadcasts against the other."""
     shape = draw(binary_shapes(), label="shape")
     layout = draw(st.sampled_from(["one shape", "target broadcast", "input broadcast"]), label="layout")
     smaller = draw(broadcastable_shape(shape), label="broadcast shape")
@@ -55,14 +53,18 @@ def kl_div_cases(draw: st.DrawFn, dtype: Dtype, log_targets: bool = False) -> Ca
         "target broadcast": (shape, smaller),
         "input broadcast": (smaller, shape),
     }[layout]
-    log_q = draw(float_arrays(dtype, input_shape, logit_elements(dtype)), label="input")
-    target = draw(float_arrays(dtype, target_shape, kl_target_elements(dtype, log_targets)), label="target")
+    log_q = draw(float_arrays(dtype, (size, *input_shape), LOGITS), label="input")
+    targets = LOG_TARGETS if log_targets else TARGETS
+    target = draw(float_arrays(dtype, (size, *target_shape), targets), label="target")
     kwargs = draw(st.fixed_dictionaries({}, optional={"reduction": st.sampled_from(KL_REDUCTIONS)}), label="kwargs")
     if log_targets:
         kwargs["log_target"] = True
     elif draw(st.booleans(), label="pass log_target=False"):
         kwargs["log_target"] = False
-    return Case("kl_div", log_q, target, kwargs)
+    return CaseBatch("kl_div", log_q, target, kwargs)
+
+
+kl_div_cases = single_cases(kl_div_batches)
 
 
 def replay(dtype: Dtype, input: F64, target: F64, reduction: str = "mean", log_target: bool = False) -> Tracked:
@@ -82,8 +84,8 @@ def replay(dtype: Dtype, input: F64, target: F64, reduction: str = "mean", log_t
     if reduction == "sum":
         return total
     if reduction == "mean":
-        return total / float(losses.value.size)
-    return total / float(np.shape(input)[0]) if np.ndim(input) else total
+        return total / float(losses.size)
+    return total / float(np.shape(input)[0]) if case_ndim(input) else total
 
 
 def gradient_replay(
@@ -95,8 +97,8 @@ def gradient_replay(
     t = Tracked.exact(target, dtype).broadcast_to(shape)
     go = Tracked.exact(grad_output, dtype)
     if reduction == "mean":
-        go = go / float(int(np.prod(shape)))
-    elif reduction == "batchmean" and np.ndim(input):
+        go = go / float(math.prod(shape[:-1]))
+    elif reduction == "batchmean" and case_ndim(input):
         go = go / float(np.shape(input)[0])
     gradient = -(go * (t.exp() if log_target else t))
     return sum_to_shape(gradient.broadcast_to(shape), np.shape(input))
@@ -111,8 +113,8 @@ def kl_div_with_integral_input(draw: st.DrawFn) -> Case:
 @st.composite
 def kl_div_shapes_that_do_not_broadcast(draw: st.DrawFn) -> Case:
     sizes = draw(st.tuples(st.integers(2, 4), st.integers(2, 4)).filter(lambda ab: ab[0] != ab[1]), label="sizes")
-    log_q = draw(strategies.float_arrays(DTYPE, (sizes[0],), strategies.logit_elements(DTYPE)), label="input")
-    p = draw(strategies.float_arrays(DTYPE, (sizes[1],), strategies.probability_elements(DTYPE)), label="target")
+    log_q = draw(strategies.float_arrays(DTYPE, (sizes[0],), strategies.LOGITS), label="input")
+    p = draw(strategies.float_arrays(DTYPE, (sizes[1],), strategies.PROBABILITIES), label="target")
     return Case("kl_div", log_q, p, {})
 
 
@@ -160,13 +162,13 @@ INFO = LossInfo(
             "KLDivLoss equals the reference for probability targets (zeros, and negative values giving NaN "
             "included), every reduction including 'batchmean', with input and target broadcast against each other "
             "either way.",
-            kl_div_cases,
+            kl_div_batches,
         ),
         ParityVariant(
             "kl_div",
             "log targets",
             "KLDivLoss with log_target=True equals the reference for every reduction and broadcast.",
-            lambda dtype: kl_div_cases(dtype, log_targets=True),
+            lambda dtype, size: kl_div_batches(dtype, size, log_targets=True),
         ),
     ),
     rejections=(

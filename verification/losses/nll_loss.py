@@ -13,20 +13,21 @@ from reference import gradients
 
 from .. import divergences as divergence_rules
 from .. import rejections
-from ..cases import Case
+from ..cases import CaseBatch
 from ..dtypes import Dtype
 from ..loss_info import GRADIENT_TESTS, LOW_PRECISION_TESTS, Divergence, LossInfo, ParityVariant
 from ..oracle import categorical as categorical_oracle
 from ..planted_bugs import PlantedBug, _reduced
 from ..strategies import (
+    LOGITS,
     categorical_shape,
     class_dim,
     class_weight_kwargs,
     float_arrays,
     ignore_index_choice,
     index_targets,
-    logit_elements,
     reduction_kwargs,
+    single_cases,
 )
 from ..tolerance.backward import nll_grad
 from ..tolerance.forward import nll_reduced
@@ -34,21 +35,25 @@ from ..tolerance.tracked import F64, Tracked
 
 
 @st.composite
-def nll_loss_cases(draw: st.DrawFn, dtype: Dtype) -> Case:
+def nll_loss_batches(draw: st.DrawFn, dtype: Dtype, size: int = 1) -> CaseBatch:
+    """``size`` cases of one shape and arguments."""
     shape = draw(categorical_shape(), label="shape")
     n_classes = shape[class_dim(shape)]
     # NLL takes any floats as log-probabilities; torch never checks them.
-    log_probabilities = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
+    log_probabilities = draw(float_arrays(dtype, (size, *shape), LOGITS), label="input")
     ignore_index, pass_it = draw(ignore_index_choice(n_classes), label="ignore_index")
-    target = draw(index_targets(shape, ignore_index), label="target")
+    target = draw(index_targets(shape, ignore_index, size=size), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
-    kwargs.update(draw(class_weight_kwargs(dtype, n_classes), label="weight"))
+    kwargs.update(draw(class_weight_kwargs(dtype, n_classes, size), label="weight"))
     if "weight" in kwargs and len(shape) > 2 and draw(st.booleans(), label="weight of shape (1, C)"):
         # The K-dimensional path checks only the weight's number of entries (measured on torch 2.13).
-        kwargs["weight"] = kwargs["weight"].reshape(1, n_classes)
+        kwargs["weight"] = kwargs["weight"].reshape(size, 1, n_classes)
     if pass_it:
         kwargs["ignore_index"] = ignore_index
-    return Case("nll_loss", log_probabilities, target, kwargs)
+    return CaseBatch("nll_loss", log_probabilities, target, kwargs)
+
+
+nll_loss_cases = single_cases(nll_loss_batches)
 
 
 def replay(
@@ -159,7 +164,7 @@ INFO = LossInfo(
             "nll_loss",
             "all arguments",
             "NLLLoss equals the reference for every layout, weight, ignore_index and reduction.",
-            nll_loss_cases,
+            nll_loss_batches,
         ),
     ),
     rejections=(rejections.reduction_defect("nll_loss", nll_loss_cases), *rejections.categorical_defects("nll_loss")),

@@ -3,7 +3,6 @@ replays of torchvision's forward and backward, and its registry entry (``INFO``)
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,13 +11,14 @@ from hypothesis import strategies as st
 import reference
 from reference import gradients
 
-from ..cases import Case
+from ..cases import CaseBatch
 from ..dtypes import Dtype
+from ..elements import among, mixture
 from ..loss_info import Divergence, LossInfo
-from ..strategies import binary_shapes, float_arrays, floats, logit_elements, probability_elements, reduction_kwargs
+from ..strategies import LOGITS, PROBABILITIES, binary_shapes, float_arrays, floats, reduction_kwargs, single_cases
 from ..tolerance.backward import upstream
 from ..tolerance.forward import reduce
-from ..tolerance.tracked import F64, Tracked
+from ..tolerance.tracked import F64, Tracked, case_ndim, case_size
 from .binary_cross_entropy_with_logits import replay as bce_with_logits_replay
 
 # 0 (BCE itself), 2 (the paper's choice), 1, 5, and 0.5: a fractional gamma below 1, where the
@@ -35,20 +35,18 @@ def focal_gammas(dtype: Dtype) -> st.SearchStrategy[float]:
     return st.one_of(st.sampled_from(FOCAL_GAMMAS), floats(dtype, 0, 5)).map(lambda g: float(dtype.snap(np.float64(g))))
 
 
-@functools.cache
-def focal_label_elements(dtype: Dtype) -> st.SearchStrategy[float]:
-    return st.one_of(st.sampled_from([0.0, 1.0]), probability_elements(dtype))
+FOCAL_LABELS = mixture(among(0.0, 1.0), PROBABILITIES)
 
 
 @st.composite
-def sigmoid_focal_loss_cases(
-    draw: st.DrawFn, dtype: Dtype, alpha: float | None = None, gamma: float | None = None
-) -> Case:
-    """Logits as for BCEWithLogits; targets in [0, 1], often exactly 0 or 1 (the labels torchvision documents);
-    alpha and gamma drawn or, when given, fixed (and always passed)."""
+def sigmoid_focal_loss_batches(
+    draw: st.DrawFn, dtype: Dtype, size: int = 1, alpha: float | None = None, gamma: float | None = None
+) -> CaseBatch:
+    """``size`` cases of one shape and arguments. Logits as for BCEWithLogits; targets in [0, 1], often exactly 0 or 1
+    (the labels torchvision documents); alpha and gamma drawn or, when given, fixed (and always passed)."""
     shape = draw(binary_shapes(), label="shape")
-    logits = draw(float_arrays(dtype, shape, logit_elements(dtype)), label="input")
-    target = draw(float_arrays(dtype, shape, focal_label_elements(dtype)), label="target")
+    logits = draw(float_arrays(dtype, (size, *shape), LOGITS), label="input")
+    target = draw(float_arrays(dtype, (size, *shape), FOCAL_LABELS), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
     if alpha is not None:
         kwargs["alpha"] = alpha
@@ -58,7 +56,10 @@ def sigmoid_focal_loss_cases(
         kwargs["gamma"] = gamma
     elif draw(st.booleans(), label="with gamma"):
         kwargs["gamma"] = draw(focal_gammas(dtype), label="gamma")
-    return Case("sigmoid_focal_loss", logits, target, kwargs)
+    return CaseBatch("sigmoid_focal_loss", logits, target, kwargs)
+
+
+sigmoid_focal_loss_cases = single_cases(sigmoid_focal_loss_batches)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class _FocalParts:
     loss: Tracked  # per element, before the reduction
 
 
+def _in_unit_interval(target: F64) -> F64:
+    """Per case: whether every target lies in [0, 1]."""
+    return np.all((target >= 0) & (target <= 1), axis=tuple(range(case_ndim(target))))
+
+
 def _focal_parts(dtype: Dtype, input: F64, target: F64, alpha: float, gamma: float) -> _FocalParts:
     """torchvision.ops.sigmoid_focal_loss's order: p = sigmoid(x); ce = BCEWithLogits(x, y, 'none');
     p_t = p y + (1 - p)(1 - y); loss = ce (1 - p_t)^gamma; then alpha_t = alpha y + (1 - alpha)(1 - y) times it."""
@@ -84,7 +90,7 @@ def _focal_parts(dtype: Dtype, input: F64, target: F64, alpha: float, gamma: flo
     miss = 1.0 - (p * y + (1.0 - p) * (1.0 - y))
     # For targets in [0, 1] and p in [0, 1], p y + (1 - p)(1 - y) cannot round above 1 (rounding is monotone and
     # y + fl(1 - y) exceeds 1 by at most half an ulp, which rounds back to 1): torch's 1 - p_t is never negative.
-    in_unit_interval = bool(np.all((target >= 0) & (target <= 1)))
+    in_unit_interval = _in_unit_interval(target)
     modulating = miss.power(gamma, base_nonnegative=in_unit_interval)
     loss = ce * modulating
     alpha_t = None
@@ -115,13 +121,13 @@ def gradient_replay(
     BCEWithLogits branch adds (sigmoid(x) - y) g_ce."""
     parts = _focal_parts(dtype, input, target, alpha, gamma)
     x, y, p = parts.x, parts.y, parts.p
-    g = upstream(dtype, grad_output, reduction, float(np.size(target))).broadcast_to(np.shape(target))
+    g = upstream(dtype, grad_output, reduction, float(case_size(target))).broadcast_to(np.shape(target))
     if parts.alpha_t is not None:
         g = g * parts.alpha_t
     through_ce = (x.sigmoid() - y) * (g * parts.modulating)
     if gamma == 0:
         return through_ce
-    in_unit_interval = bool(np.all((target >= 0) & (target <= 1)))
+    in_unit_interval = _in_unit_interval(target)
     g_pt = -((g * parts.ce) * (parts.miss.power(gamma - 1.0, base_nonnegative=in_unit_interval) * gamma))
     g_p = g_pt * y - g_pt * (1.0 - y)
     return (g_p * (1.0 - p)) * p + through_ce

@@ -22,7 +22,7 @@ def upstream(dtype: Dtype, grad_output: F64, reduction: str, count: float) -> Tr
 
 
 def expand(per_position: Tracked, class_dim: int) -> Tracked:
-    if per_position.value.ndim == 0:
+    if per_position.ndim == 0:
         return per_position
     return per_position.expand_dims(class_dim)
 
@@ -38,15 +38,15 @@ def nll_grad(
     scale: float = 1.0,
 ) -> Tracked:
     """-(w[y] * (grad [* scale] / total_weight)) at the target class, exact 0 elsewhere and where ignored."""
-    class_dim, n_classes, kept, safe, w = index_target_parts(np.zeros(shape), target, weight, ignore_index)
-    class_weight = Tracked.exact(np.where(kept, w[safe] if w.size else 0.0, 0.0), dtype)
+    class_dim, n_classes, kept, safe, at_target = index_target_parts(np.zeros(shape), target, weight, ignore_index)
+    class_weight = Tracked.exact(at_target, dtype)
     go = Tracked.exact(grad_output, dtype)
     if scale != 1.0:
         go = go * go.constant(scale)
     if reduction == "mean":
         go = go / class_weight.sum()
     per_position = -(class_weight * go)
-    classes = np.arange(n_classes).reshape(class_shape(len(shape), n_classes))
+    classes = np.arange(n_classes).reshape(class_shape(len(shape) - 1, n_classes))
     one_hot = (classes == np.expand_dims(safe, class_dim)) & np.expand_dims(kept, class_dim)
     expanded = expand(per_position, class_dim).broadcast_to(shape)
     return expanded.where(one_hot, 0.0)

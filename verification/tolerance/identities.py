@@ -8,7 +8,7 @@ import numpy as np
 from ..dtypes import FLOAT64, Dtype
 from ..losses.binary_cross_entropy_with_logits import replay as bce_with_logits_replay
 from .forward import class_axis, nll_reduced
-from .tracked import F64, SIGMOID_ERROR, Tracked
+from .tracked import F64, SIGMOID_ERROR, Tracked, one_case
 
 # ---------------------------------------------------------------------------------------------
 # Compositions used by the article's identities.
@@ -36,7 +36,11 @@ def sigmoid_then_bce_sensitivity(dtype: Dtype, x: F64, target: F64, weight: F64 
 
 def focal_from_bce(dtype: Dtype, input: F64, target: F64, gamma: float) -> Tracked:
     """The focal loss rebuilt from torch's BCEWithLogits b for labels 0 and 1, where p_t = e^-b:
-    b * (-expm1(-b)) ** gamma, in that order."""
+    b * (-expm1(-b)) ** gamma, in that order (one case)."""
+    return one_case(_focal_from_bce, dtype, input, target, gamma=gamma)
+
+
+def _focal_from_bce(dtype: Dtype, input: F64, target: F64, gamma: float) -> Tracked:
     b = bce_with_logits_replay(dtype, input, target, reduction="none")
     return b * (-((-b).expm1())).power(gamma)
 
@@ -44,9 +48,16 @@ def focal_from_bce(dtype: Dtype, input: F64, target: F64, gamma: float) -> Track
 def softmax_log_nll(
     dtype: Dtype, input: F64, target: F64, weight: F64 | None = None, ignore_index: int = -100, reduction: str = "mean"
 ) -> Tracked:
-    """The article's three steps: p = softmax(x); log p; NLL."""
+    """The article's three steps: p = softmax(x); log p; NLL (one case)."""
+    kwargs = {"weight": weight, "ignore_index": ignore_index, "reduction": reduction}
+    return one_case(_softmax_log_nll, dtype, input, target, **kwargs)
+
+
+def _softmax_log_nll(
+    dtype: Dtype, input: F64, target: F64, weight: F64 | None, ignore_index: int, reduction: str
+) -> Tracked:
     x = Tracked.exact(input, dtype)
-    dim = class_axis(x.value.ndim)
+    dim = class_axis(x.ndim)
     exps = (x - np.max(x.value, axis=dim, keepdims=True)).exp()
     total = exps.sum(axis=dim)
     total = total.expand_dims(dim)

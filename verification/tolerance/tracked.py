@@ -3,10 +3,17 @@ it in the dtype may carry, and the standard model's rule for each operation (see
 
 Where no finite bound holds, each element also records which rule made it so (``Tracked.unbounded_by``, a code
 from ``RULES``): the rule that fired at that element, or, where an operand's bound was already not finite, that
-operand's rule, so that the root cause travels to the loss's result."""
+operand's rule, so that the root cause travels to the loss's result.
+
+A replay runs on a batch of cases at once: every array carries its cases along its last axis (K cases, K >= 1), so that
+one pass of NumPy operations bounds them all. Element-wise operations need nothing for it; ``Tracked.sum()`` (over
+every axis) sums over each case's own axes, and ``ndim`` and ``size`` are a case's. ``one_case`` runs a replay on a
+single case (a batch of one)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +33,30 @@ TRANSCENDENTAL_ERROR = 4.0
 SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2.0
 
 F64 = np.ndarray
+
+
+def case_shape(array: Any) -> tuple[int, ...]:
+    """The shape of each case in a batch (an array whose last axis holds the cases)."""
+    return tuple(np.shape(array)[:-1])
+
+
+def case_size(array: Any) -> int:
+    return math.prod(case_shape(array))
+
+
+def case_ndim(array: Any) -> int:
+    return np.ndim(array) - 1
+
+
+def one_case(replay: Callable[..., Tracked], dtype: Dtype, *arrays: Any, **kwargs: Any) -> Tracked:
+    """``replay`` (of a batch of cases) run on one: every array argument (the positional ones after the dtype, and
+    the ``weight`` and ``pos_weight`` keywords) gains a last axis of size 1, and the result loses it."""
+
+    def batch_of_one(array: Any) -> Any:
+        return None if array is None else np.asarray(array)[..., np.newaxis]
+
+    kwargs = {k: batch_of_one(v) if k in ("weight", "pos_weight") else v for k, v in kwargs.items()}
+    return replay(dtype, *(batch_of_one(a) for a in arrays), **kwargs).case(0)
 
 
 @dataclass(frozen=True)
@@ -188,6 +219,28 @@ class Tracked:
         eta = dtype.smallest_subnormal + FLOAT64.smallest_subnormal
         return Tracked(v, np.zeros_like(v), np.zeros(v.shape, dtype=CODE), u, eta, dtype.largest, dtype.smallest_normal)
 
+    @property
+    def ndim(self) -> int:
+        """The rank of each case's array (the value's last axis holds the cases)."""
+        return self.value.ndim - 1
+
+    @property
+    def size(self) -> int:
+        """The number of elements of each case."""
+        return math.prod(self.value.shape[:-1])
+
+    def case(self, k: int) -> Tracked:
+        """The k-th case of the batch, as a batch of none: its arrays without the cases' axis."""
+        return Tracked(
+            self.value[..., k],
+            self.error[..., k],
+            self.unbounded_by[..., k],
+            self.u,
+            self.eta,
+            self.largest,
+            self.smallest_normal,
+        )
+
     def constant(self, c: float) -> Tracked:
         """A Python float that torch rounds to the dtype before using it."""
         return self._like(c, self.u * abs(c), 0)
@@ -329,7 +382,7 @@ class Tracked:
         rounded = self._rounded(value, 0.25 * self.error, self.unbounded_by, SIGMOID_ERROR)
         return self._like(value, rounded.error + self.smallest_normal, rounded.unbounded_by)
 
-    def power(self, exponent: float, base_nonnegative: bool = False) -> Tracked:
+    def power(self, exponent: float, base_nonnegative: bool | F64 = False) -> Tracked:
         """x ** exponent for an exponent exact in the dtype. x^0 is exactly 1 (NaN and 0 included), as in torch.
         Otherwise the propagated error is the largest change of b^exponent over the interval [x - e, x + e], where
         it is monotone; an interval reaching below 0 is unbounded for a fractional exponent (a negative base gives
@@ -338,8 +391,7 @@ class Tracked:
         if exponent == 0:
             return self._like(np.ones_like(self.value), np.zeros_like(self.value), 0)
         low, high = self.value - self.error, self.value + self.error
-        if base_nonnegative:
-            low = np.maximum(low, 0.0)
+        low = np.where(base_nonnegative, np.maximum(low, 0.0), low)
         integral = float(exponent).is_integer()
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             value = np.power(self.value, exponent)
@@ -375,30 +427,41 @@ class Tracked:
         return self._like(np.minimum(self.value, other), self.error, self.unbounded_by)  # 1-Lipschitz, exact
 
     def sum(self, axis: int | None = None) -> Tracked:
-        """Any-order summation: gamma_{n-1} times the sum of magnitudes, plus the terms' errors.
+        """Any-order summation: gamma_{n-1} times the sum of magnitudes, plus the terms' errors. ``axis`` is one of a
+        case's axes; None sums over all of them, each case on its own.
 
         In some order a partial sum reaches the sum of the positive terms, or of the negative ones: where that
         may pass the dtype's largest value, the partial sum may round to inf though the total is finite, and no
         finite bound holds (torch's float16 K-dimensional NLL on the CPU accumulates in float16: terms -5840 and
         -59680 give -inf, with a total of -65115)."""
-        n = self.value.size if axis is None else self.value.shape[axis]
+        summed = tuple(range(self.ndim)) if axis is None else (axis,)
+        n = math.prod(self.value.shape[a] for a in summed)
+        kept = [a for a in range(self.value.ndim) if a not in summed]
+
+        def terms(array: F64) -> F64:
+            # The summed axes as one last, contiguous axis: NumPy then adds each case's terms in one order whatever
+            # the number of cases, so that a batch's bounds are those of its cases replayed one by one, bit for bit.
+            moved = np.broadcast_to(array, self.value.shape).transpose((*kept, *summed))
+            return np.ascontiguousarray(moved).reshape((*moved.shape[: len(kept)], n))
+
+        x, e = terms(self.value), terms(self.error)
         gamma = (n - 1) * self.u / (1 - (n - 1) * self.u) if n > 1 else 0.0
         with np.errstate(invalid="ignore", over="ignore"):
-            value = np.sum(self.value, axis=axis)
-            propagated = np.sum(self.error, axis=axis) + gamma * np.sum(np.abs(self.value), axis=axis)
+            value = np.sum(x, axis=-1)
+            propagated = np.sum(e, axis=-1) + gamma * np.sum(np.abs(x), axis=-1)
             propagated = propagated + max(n - 1, 0) * self.eta
             reach = np.maximum(
-                np.sum(np.where(self.value > 0, self.value, 0.0), axis=axis),
-                np.sum(np.where(self.value < 0, -self.value, 0.0), axis=axis),
+                np.sum(np.where(x > 0, x, 0.0), axis=-1),
+                np.sum(np.where(x < 0, -x, 0.0), axis=-1),
             )
             propagated = np.where(np.isfinite(value) & (reach + propagated > self.largest), np.inf, propagated)
             # A term without a finite bound leaves the sum without one, also where that term's value is NaN (0 * inf
             # where torch's e^x overflowed) and the magnitudes' sum is NaN with it.
-            propagated = np.where(np.any(np.isinf(self.error), axis=axis), np.inf, propagated)
+            propagated = np.where(np.any(np.isinf(e), axis=-1), np.inf, propagated)
         # Terms with finite errors: a NaN term makes the bound NaN (gamma times a NaN magnitude); an inf one is a
         # partial sum past the dtype's range (or float64's, which the magnitudes' sum passed).
         fresh = np.where(np.isnan(propagated), NAN_TERM, PARTIAL_SUM_OVERFLOW)
-        by = _attribute(propagated, _along(self.unbounded_by, axis), fresh)
+        by = _attribute(propagated, _along(terms(self.unbounded_by), -1), fresh)
         return self._like(value, propagated, by)
 
     def where(self, condition: F64, other: Tracked | float) -> Tracked:
