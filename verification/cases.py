@@ -77,8 +77,9 @@ class CaseBatch:
         return len(self.input)
 
     def case(self, k: int) -> Case:
-        kwargs = {name: value[k] if name in ARRAY_KWARGS else value for name, value in self.kwargs.items()}
-        return Case(self.loss, self.input[k], self.target[k], kwargs)
+        # [k, ...] keeps a 0-d case an array (where [k] would give a NumPy scalar).
+        kwargs = {name: value[k, ...] if name in ARRAY_KWARGS else value for name, value in self.kwargs.items()}
+        return Case(self.loss, self.input[k, ...], self.target[k, ...], kwargs)
 
     def only(self) -> Case:
         """The one case of a batch of one."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -173,6 +174,55 @@ def check_gradient_parity(
     assert_close(input.grad, want, bound, what=what, dtype=dtype, repro=repro, who=label(impl))
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """One case's result, to be compared with the reference: what the check says on failure is written then."""
+
+    got: torch.Tensor
+    want: np.ndarray
+    bound: np.ndarray
+    what: Callable[[], str]
+    repro: Callable[[], str]
+
+
+def _assert_all_close(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> None:
+    """``assert_close`` on every outcome of a batch (one output shape), in one vectorised pass: the same verdicts and
+    the same worst errors recorded, case by case; the first failing case fails with ``assert_close``'s message."""
+    __tracebackhide__ = True
+
+    def fail_on(outcome: _Outcome) -> None:
+        assert_close(
+            outcome.got, outcome.want, outcome.bound, what=outcome.what(), dtype=dtype, repro=outcome.repro, who=who
+        )
+        raise AssertionError("the batched comparison and assert_close disagree")  # assert_close must have raised
+
+    for outcome in outcomes:
+        if tuple(outcome.got.shape) != outcome.want.shape or outcome.got.dtype != dtype.torch:
+            fail_on(outcome)
+    if not outcomes:
+        return
+    n, shape = len(outcomes), outcomes[0].want.shape
+    got = torch.stack([outcome.got.detach() for outcome in outcomes]).to("cpu", torch.float64).numpy().reshape(n, -1)
+    want = np.stack([outcome.want for outcome in outcomes]).reshape(n, -1)
+    bound = np.stack([np.broadcast_to(outcome.bound, shape) for outcome in outcomes]).reshape(n, -1)
+    if not want.shape[1]:  # empty results: their shapes and dtypes were compared
+        for _ in outcomes:
+            ledger.record_comparison(0.0, 0.0, 0.0, 0.0, dtype.smallest_subnormal)
+        return
+    finite = np.isfinite(want)
+    error = np.where(finite, np.abs(got - np.where(finite, want, 0.0)), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratios = np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0))
+    mismatched = (np.isnan(want) != np.isnan(got)) | ((np.isinf(want) | np.isinf(got)) & (got != want))
+    failing = np.any(mismatched | (error > bound), axis=1)
+    if np.any(failing):
+        fail_on(outcomes[int(np.argmax(failing))])
+    rows = np.arange(n)
+    worst = np.argmax(ratios, axis=1)
+    for e, b, r, w in zip(error[rows, worst], bound[rows, worst], ratios[rows, worst], want[rows, worst], strict=True):
+        ledger.record_comparison(float(e), float(b), float(r), float(w), dtype.ulp(float(w)))
+
+
 def check_parity_batch(
     batch: CaseBatch,
     impl: LossImpl,
@@ -182,13 +232,13 @@ def check_parity_batch(
     device: str,
     divergence: Callable[[Case], str | None],
 ) -> None:
-    """``check_parity`` on every case of ``batch``, their bounds from one replay. A case under a known divergence
-    (``divergence`` names it) or without a finite bound is excluded on its own, its reason counted; the example is
-    dropped only where every case was excluded."""
+    """``check_parity`` on every case of ``batch``, their bounds from one replay and their errors compared in one
+    pass. A case under a known divergence (``divergence`` names it) or without a finite bound is excluded on its own,
+    its reason counted; the example is dropped only where every case was excluded."""
     __tracebackhide__ = True
     replayed = registry.replay_batch(batch.loss, dtype, batch)
     reference = _reference(batch.loss)
-    excluded = []
+    excluded, outcomes = [], []
     for k in range(len(batch)):
         case = batch.case(k)
         want = np.asarray(reference(case.input, case.target, **case.kwargs))
@@ -198,16 +248,17 @@ def check_parity_batch(
             excluded.append(reason)
             continue
         input, target, kwargs = to_torch(case, dtype, device)
-        what = f"{case.describe()} in {form} form, {dtype} on {device}"
+        what = functools.partial(lambda c: f"{c.describe()} in {form} form, {dtype} on {device}", case)
         repro = functools.partial(reproducer.snippet, case, dtype, device, form, label(impl))
         try:
             got = impl(input, target, **kwargs)
         except Exception as error:
             raise ParityError(
-                f"{what}: {label(impl)} raised {type(error).__name__}({str(error)!r}) on a call the reference "
+                f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) on a call the reference "
                 f"computes\n\nReproduce with:\n\n{repro()}\n"
             ) from error
-        assert_close(got, want, bound.error, what=what, dtype=dtype, repro=repro, who=label(impl))
+        outcomes.append(_Outcome(got, want, bound.error, what, repro))
+    _assert_all_close(outcomes, dtype=dtype, who=label(impl))
     ledger.exclude_cases(excluded, of=len(batch))
 
 
@@ -222,11 +273,11 @@ def check_gradient_parity_batch(
     divergence: Callable[[Case], str | None],
 ) -> None:
     """``check_gradient_parity`` on every case of ``batch``, with upstream ``grad_outputs[k]`` for case k, their
-    bounds from one replay; exclusions as in ``check_parity_batch``."""
+    bounds from one replay and their errors compared in one pass; exclusions as in ``check_parity_batch``."""
     __tracebackhide__ = True
     replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
     gradient = registry.reference_gradient(batch.loss)
-    excluded = []
+    excluded, outcomes = [], []
     for k in range(len(batch)):
         case, grad_output = batch.case(k), grad_outputs[k]
         reason = divergence(case)
@@ -241,18 +292,21 @@ def check_gradient_parity_batch(
             continue
         input, target, kwargs = to_torch(case, dtype, device)
         input.requires_grad_(True)
+        what = functools.partial(lambda c: f"the gradient of {c.describe()} in {form} form, {dtype} on {device}", case)
         repro = functools.partial(reproducer.gradient_snippet, case, grad_output, dtype, device, form, label(impl))
-        what = f"the gradient of {case.describe()} in {form} form, {dtype} on {device}"
         try:
             impl(input, target, **kwargs).backward(torch.as_tensor(grad_output).to(device=device, dtype=dtype.torch))
         except Exception as error:
             raise ParityError(
-                f"{what}: {label(impl)} raised {type(error).__name__}({str(error)!r}) in the backward pass"
+                f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) in the backward pass"
                 f"\n\nReproduce with:\n\n{repro()}\n"
             ) from error
         if input.grad is None:
-            raise ParityError(f"{what}: {label(impl)} left no gradient on the input\n\nReproduce with:\n\n{repro()}\n")
-        assert_close(input.grad, want, bound.error, what=what, dtype=dtype, repro=repro, who=label(impl))
+            raise ParityError(
+                f"{what()}: {label(impl)} left no gradient on the input\n\nReproduce with:\n\n{repro()}\n"
+            )
+        outcomes.append(_Outcome(input.grad, want, bound.error, what, repro))
+    _assert_all_close(outcomes, dtype=dtype, who=label(impl))
     ledger.exclude_cases(excluded, of=len(batch))
 
 

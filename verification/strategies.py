@@ -138,6 +138,21 @@ def binary_shapes() -> st.SearchStrategy[tuple[int, ...]]:
     )
 
 
+@functools.cache
+def per_class_shapes() -> st.SearchStrategy[tuple[int, ...]]:
+    """The shapes of ``binary_shapes`` that have a class dimension to weigh: rank 2 or more, a last size of 2 or
+    more (drawn as such, rather than filtered out of ``binary_shapes``)."""
+    last = st.integers(2, 4)
+    leading = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+    repeated = st.tuples(st.integers(2, 4), st.integers(2, 3)).map(lambda rank_size: (rank_size[1],) * rank_size[0])
+    empty = hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=3).filter(lambda shape: 0 in shape)
+    return st.one_of(
+        st.tuples(leading, last).map(lambda parts: (*parts[0], parts[1])),
+        repeated,
+        st.tuples(empty, st.integers(2, 3)).map(lambda parts: (*parts[0], parts[1])),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Categorical losses: (C,) unbatched, (N, C) batched, (N, C, d1..dk) K-dimensional.
 # ---------------------------------------------------------------------------------------------

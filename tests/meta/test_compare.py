@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from verification import ledger
 from verification.cases import Case
-from verification.compare import ParityError, RejectionMismatch, assert_close, check_parity, check_same_rejection
+from verification.compare import (
+    ParityError,
+    RejectionMismatch,
+    _assert_all_close,
+    _Outcome,
+    assert_close,
+    check_parity,
+    check_same_rejection,
+)
 from verification.dtypes import FLOAT32, FLOAT64
 from verification.implementations import torch_impl
 from verification.reproducer import snippet
@@ -112,3 +121,45 @@ def test_rejection_parity_fails_when_only_one_side_rejects():
     assert check_same_rejection(case, accepting, form="functional", dtype=FLOAT64, device="cpu") is IndexError
     with pytest.raises(RejectionMismatch, match="torch accepted it"):
         check_same_rejection(case, lenient, form="functional", dtype=FLOAT64, device="cpu")
+
+
+# --- a batch's cases compared in one pass: the verdicts and records of assert_close, case by case -----------------
+
+BATCH_OUTCOMES = [  # (got, want, bound): within, a NaN pair, an error equal to the bound, beyond it, an inf mismatch
+    ([1.0, 2.0], [1.0, 2.0 + 1e-12], [1e-11, 1e-11]),
+    ([np.nan, 3.0], [np.nan, 3.0], [0.0, 0.0]),
+    ([1.5, 0.0], [1.0, 0.0], [0.5, 0.0]),
+    ([np.nextafter(1.5, 2.0), 0.0], [1.0, 0.0], [0.5, 0.0]),
+    ([np.inf, 0.0], [1e300, 0.0], [np.inf, 0.0]),
+]
+
+
+def _outcomes(rows):
+    return [
+        _Outcome(
+            torch.tensor(g, dtype=torch.float64), np.asarray(w), np.asarray(b), lambda i=i: f"case {i}", lambda: ""
+        )
+        for i, (g, w, b) in enumerate(rows)
+    ]
+
+
+@pytest.mark.parametrize("failing", [None, 3, 4])
+def test_a_batch_compared_in_one_pass_fails_on_its_first_failing_case_as_assert_close_does(failing):
+    """The batched comparison passes exactly where assert_close passes every case, records the same worst error for
+    each, and fails on the first case that assert_close fails, with its message."""
+    rows = [row for i, row in enumerate(BATCH_OUTCOMES) if i < 3 or i == failing]
+    ledger.RECORDS.clear()
+    if failing is None:
+        _assert_all_close(_outcomes(rows), dtype=FLOAT64, who="torch")
+        batched = dict(vars(ledger.RECORDS.pop(ledger.current_test())))
+        for got, want, bound in rows:
+            close(got, want, bound)
+        assert vars(ledger.RECORDS.pop(ledger.current_test())) == batched
+        assert batched["compared"] == len(rows)
+        return
+    with pytest.raises(ParityError) as batched:
+        _assert_all_close(_outcomes(rows), dtype=FLOAT64, who="torch")
+    assert str(batched.value).startswith(f"case {len(rows) - 1}:")  # the failing row comes last
+    with pytest.raises(ParityError) as alone:
+        close(*BATCH_OUTCOMES[failing])
+    assert str(batched.value).split(":", 1)[1] == str(alone.value).split(":", 1)[1].replace("# none", "")

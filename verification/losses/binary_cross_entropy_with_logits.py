@@ -27,6 +27,7 @@ from ..strategies import (
     binary_shapes,
     broadcastable_shape,
     float_arrays,
+    per_class_shapes,
     reduction_kwargs,
     single_cases,
 )
@@ -43,10 +44,7 @@ def binary_cross_entropy_with_logits_batches(
 ) -> CaseBatch:
     """``size`` cases of one shape and arguments. With ``per_class_pos_weight``: the documented use, a pos_weight of
     shape (C,) for the last dimension of an input of rank >= 2, always present."""
-    shapes = binary_shapes()
-    if per_class_pos_weight:
-        shapes = shapes.filter(lambda shape: len(shape) >= 2 and shape[-1] >= 2)
-    shape = draw(shapes, label="shape")
+    shape = draw(per_class_shapes() if per_class_pos_weight else binary_shapes(), label="shape")
     logits = draw(float_arrays(dtype, (size, *shape), LOGITS), label="input")
     target = draw(float_arrays(dtype, (size, *shape), UNCHECKED_TARGETS), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
