@@ -49,6 +49,12 @@ def _kind(item: pytest.Item, claim: str) -> str:
     return "parity" if "variant" in params else "other"
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each run of a test measures afresh: a run of pytest inside this process (the meta tests' in-process runs)
+    may run a test of the same id again."""
+    RECORDS.pop(item.nodeid, None)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """Attach what the test measured to its report, for the evidence plugin (and xdist's controller)."""

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
-import sys
 
 import jsonschema
 import pytest
 
+from tests.meta.in_process import run_suite
 from verification.dtypes import PARITY_DTYPES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -52,8 +51,11 @@ def suite_dir(pytester, monkeypatch):
     return pytester
 
 
-def _report(pytester, *args):
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--evidence", "out", *args)
+def _report(pytester, *args, in_process=True):
+    """Run the small suite and read its report: in this process (torch and the suite already imported), or in a
+    fresh one where the run must be a process of its own (a signal it sends itself, xdist workers)."""
+    run = pytester.runpytest_inprocess if in_process else pytester.runpytest_subprocess
+    result = run("-p", "no:cacheprovider", "--evidence", "out", *args)
     out = pytester.path / "out"
     return result, json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
 
@@ -82,7 +84,10 @@ def test_an_interrupted_run_leaves_a_report_marked_incomplete(suite_dir):
     suite_dir.makepyfile(test_demo="def test_interrupted():\n    raise KeyboardInterrupt\n")
     (suite_dir.path / "out").mkdir()
     (suite_dir.path / "out" / "report.json").write_text('{"verdict": "VERIFIED: a stale report"}')
-    _, report, markdown = _report(suite_dir)
+    # In this process, the Ctrl-C kept inside the run it stops (pytester re-raises it by default).
+    suite_dir.inline_run("-p", "no:cacheprovider", "--evidence", "out", no_reraise_ctrlc=True)
+    report = json.loads((suite_dir.path / "out" / "report.json").read_text())
+    markdown = (suite_dir.path / "out" / "report.md").read_text()
     jsonschema.validate(report, SCHEMA)
     assert report["verdict"].startswith("INCOMPLETE") and report["complete"] is False
     assert "INCOMPLETE" in markdown
@@ -107,7 +112,7 @@ def test_a_run_stopped_by_a_time_limit_still_reports_the_failures_it_found(suite
     """A run stopped by SIGTERM ends as Ctrl-C does: the failures found so far are printed and written to a report
     marked incomplete; the test it stopped, which has no outcome, is left out."""
     suite_dir.makepyfile(test_demo=STOPPED_BY_A_TIME_LIMIT)
-    result, report, _ = _report(suite_dir, "-rf")
+    result, report, _ = _report(suite_dir, "-rf", in_process=False)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     output = result.stdout.str()
     assert "FAILED test_demo.py::test_a_fails" in output  # the summary line (cut to the terminal's width)
@@ -125,28 +130,21 @@ def test_the_same_seed_on_the_same_machine_gives_the_same_report_apart_from_timi
     assert first == second
 
 
-def test_the_identity_map_is_drawn_from_the_run_s_own_measurements(tmp_path):
+def test_the_identity_map_is_drawn_from_the_run_s_own_measurements(tmp_path, pytester):
     """The grid check of BCE(sigmoid(x)) against BCEWithLogits(x) records its gaps, and the report draws the
     identity map from them (and says so in report.json)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/test_identities.py",
-            "-k",
-            "mapped",
-            "--evidence",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    result = run_suite(
+        pytester,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_identities.py",
+        "-k",
+        "mapped",
+        "--evidence",
+        str(tmp_path),
     )
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.ret == 0, result.stdout.str()[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     jsonschema.validate(report, SCHEMA)
     assert report["figures"]["identity_map.png"] == "drawn"
@@ -158,8 +156,8 @@ def test_the_identity_map_is_drawn_from_the_run_s_own_measurements(tmp_path):
 def test_a_run_split_over_xdist_workers_reports_every_check_with_its_measurements(suite_dir):
     """Under pytest -n 2 the controller merges what the workers measured: the same checks, the same counts."""
     suite_dir.makepyfile(test_demo=PROPERTIES)
-    _, serial, _ = _report(suite_dir)
-    _, parallel, _ = _report(suite_dir, "-n", "2")
+    _, serial, _ = _report(suite_dir, in_process=False)  # both in processes of their own, alike but for xdist
+    _, parallel, _ = _report(suite_dir, "-n", "2", in_process=False)
     for report in (serial, parallel):
         report.pop("timing")
         report["run"].pop("pytest_args"), report["run"].pop("reproduce")

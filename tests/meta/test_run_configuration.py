@@ -1,59 +1,50 @@
 """The run's configuration refuses what it cannot honour, instead of silently doing something else."""
 
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.meta.in_process import run_suite
 
 
 @pytest.mark.parametrize(
     ("device", "reason"),
     [("no-such-device", "is not a torch device string"), ("cuda:99", "is not available on this machine")],
 )
-def test_naming_a_device_this_machine_lacks_is_a_usage_error(device, reason):
+def test_naming_a_device_this_machine_lacks_is_a_usage_error(device, reason, pytester):
     """`--device` with an unknown or absent device stops the run with pytest's usage-error exit (4) and says why."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--device",
-            device,
-            "--collect-only",
-            "-q",
-            "tests/test_reference_independence.py",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
-    assert reason in result.stderr, result.stderr
+    result = run_suite(pytester, "--device", device, "--collect-only", "-q", "tests/test_reference_independence.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
+    assert reason in result.stderr.str(), result.stderr.str()
 
 
-def _run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-profile=ci", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+class _Run:
+    """What the checks below read of a run: its exit status and its output."""
+
+    def __init__(self, result: pytest.RunResult) -> None:
+        self.returncode, self.stdout, self.stderr = result.ret, result.stdout.str(), result.stderr.str()
 
 
-def test_impl_aims_the_parity_properties_at_another_implementation():
+def _run(pytester, *args):
+    return _Run(run_suite(pytester, "-q", "-p", "no:cacheprovider", "--hypothesis-profile=ci", *args))
+
+
+def test_impl_aims_the_parity_properties_at_another_implementation(pytester):
     """With --impl, the loss's parity properties check that implementation: torch's own function passes, a planted
     bug fails with a reproducer that imports it, and the form it lacks is skipped with the reason printed."""
     # One dtype shows the mechanism (it makes no difference to how --impl is wired): float32, whose derandomized
     # examples include a weighted 'mean' over unequal weights, where this planted bug shows.
     genuine = _run(
-        "tests/test_parity.py", "-k", "nll_loss and float32", "--impl", "nll_loss=torch.nn.functional:nll_loss", "-rs"
+        pytester,
+        "tests/test_parity.py",
+        "-k",
+        "nll_loss and float32",
+        "--impl",
+        "nll_loss=torch.nn.functional:nll_loss",
+        "-rs",
     )
     assert genuine.returncode == 0, genuine.stdout[-2000:]
     assert "is a functional implementation; the module form is torch's" in genuine.stdout
     planted = _run(
+        pytester,
         "tests/test_parity.py",
         "-k",
         "nll_loss and float32",
@@ -64,18 +55,19 @@ def test_impl_aims_the_parity_properties_at_another_implementation():
     assert "from verification.losses.nll_loss import nll_weighted_mean_over_count as impl_under_test" in planted.stdout
 
 
-def test_an_impl_that_cannot_be_imported_is_a_usage_error():
+def test_an_impl_that_cannot_be_imported_is_a_usage_error(pytester):
     """A misspelt --impl stops the run before any test, saying what is wrong."""
-    result = _run("tests/test_parity.py", "--impl", "nll_loss=no.such.module:f")
+    result = _run(pytester, "tests/test_parity.py", "--impl", "nll_loss=no.such.module:f")
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "No module named 'no'" in result.stderr
 
 
-def test_the_worked_example_passes_value_and_gradient_parity():
+def test_the_worked_example_passes_value_and_gradient_parity(pytester):
     """examples/independent_cross_entropy.py, an implementation written from the formula, passes the cross-entropy
     value and gradient parity properties through --impl (shown here for class-index targets in float16, the dtype with
     least slack, to keep the run short; the README gives the command for every variant and dtype)."""
     result = _run(
+        pytester,
         "tests/test_parity.py",
         "tests/test_gradients.py",
         "-k",
@@ -107,7 +99,7 @@ class _Config:
         self.deselected.extend(items)
 
 
-def test_shards_deal_every_test_to_exactly_one_machine():
+def test_shards_deal_every_test_to_exactly_one_machine(pytester):
     """`--shard 1/3`, `2/3` and `3/3` keep disjoint sets of test ids whose union is the whole suite, each about a
     third; what a shard drops is reported as deselected; a malformed shard is a usage error."""
     from conftest import pytest_collection_modifyitems, shard_of
@@ -125,10 +117,5 @@ def test_shards_deal_every_test_to_exactly_one_machine():
     for bad in ("0/3", "4/3", "two/3", "3"):
         with pytest.raises(pytest.UsageError):
             shard_of(bad)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--shard", "4/3", "tests/test_parity.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    result = run_suite(pytester, "--collect-only", "-q", "--shard", "4/3", "tests/test_parity.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
