@@ -1,9 +1,16 @@
 """Speed, measured: suite wall times, examples verified per second, reference against torch throughput.
 
-    python3 -m benchmarks.run [--thorough] [--throughput-only] [--json PATH]
+    python3 -m benchmarks.run [--thorough] [--throughput-only] [--properties-only] [--repeats N]
+                              [--before-tree DIR] [--losses a,b] [--json PATH]
 
 Writes a JSON record (machine, torch, each figure) and prints Markdown tables for docs/verification-log.md. Nothing here
 asserts a time: a slow run is a finding to read, not a failure.
+
+Examples per second, per parity and gradient property, before and after, in one run: "after" is this tree as it
+is; "before" is this tree drawing as the suite did before (every element drawn by hypothesis, one case per example:
+LOSS_PARITY_DRAWING=element-wise LOSS_PARITY_CASES_PER_EXAMPLE=1), or, with ``--before-tree DIR``, another checkout
+(an earlier commit, as it was). The two run alternately, loss by loss, ``--repeats`` times (default 2), serially at
+ci depth; each property's figure is its cases compared over its fastest run (the least disturbed by the machine).
 """
 
 from __future__ import annotations
@@ -24,12 +31,82 @@ import torch
 import reference
 
 
-def _wall(arguments: list[str]) -> tuple[float, str]:
+def _wall(arguments: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> tuple[float, str]:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments], capture_output=True, text=True
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
     return time.perf_counter() - started, (result.stdout.strip().splitlines() or [""])[-1]
+
+
+# The previous way of drawing, kept behind flags to be measured against.
+ELEMENT_WISE_SINGLE_CASES = {"LOSS_PARITY_DRAWING": "element-wise", "LOSS_PARITY_CASES_PER_EXAMPLE": "1"}
+TORCH_LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "kl_div", "nll_loss")
+
+
+def _property_run(loss: str, cwd: str | None, env: dict[str, str] | None) -> dict[str, dict[str, float]]:
+    """One serial ci run of ``loss``'s value and gradient parity properties: per test id, cases compared and seconds."""
+    out = tempfile.mkdtemp(prefix="bench-properties-")
+    selection = f"[{loss}- and matches_reference"
+    _wall(
+        [
+            "tests/test_parity.py",
+            "tests/test_gradients.py",
+            "-k",
+            selection,
+            "-n",
+            "0",
+            "--hypothesis-profile=ci",
+            f"--evidence={out}",
+            f"--junitxml={out}/junit.xml",
+        ],
+        cwd=cwd,
+        env=env,
+    )
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as source:
+        checks = json.load(source)["checks"]
+    durations = _junit_durations(os.path.join(out, "junit.xml"))
+    return {
+        check["id"].split("::", 1)[-1]: {
+            "cases": float(check.get("examples_compared", 0)),
+            "seconds": durations.get(check["id"].split("::", 1)[-1], 0.0),
+        }
+        for check in checks
+    }
+
+
+def properties_side_by_side(losses: list[str], repeats: int, before_tree: str | None) -> list[dict[str, Any]]:
+    """Per property: cases compared, the fastest of ``repeats`` runs, and cases per second, before and after."""
+    before_env = None if before_tree else ELEMENT_WISE_SINGLE_CASES
+    best: dict[str, dict[str, dict[str, float]]] = {"before": {}, "after": {}}
+    for loss in losses:
+        for _ in range(repeats):
+            runs = (("before", before_tree, before_env), ("after", None, None))
+            for side, cwd, env in runs:
+                for test, measured in _property_run(loss, cwd, env).items():
+                    kept = best[side].get(test)
+                    if kept is None or measured["seconds"] < kept["seconds"]:
+                        best[side][test] = measured
+    rows = []
+    for test in sorted(set(best["before"]) & set(best["after"])):
+        before, after = best["before"][test], best["after"][test]
+        row: dict[str, Any] = {"property": test}
+        for side, measured in (("before", before), ("after", after)):
+            per_second = measured["cases"] / measured["seconds"] if measured["seconds"] else 0.0
+            row[side] = {
+                "cases": int(measured["cases"]),
+                "seconds": round(measured["seconds"], 2),
+                "per_second": round(per_second, 1),
+            }
+        row["ratio"] = (
+            round(row["after"]["per_second"] / row["before"]["per_second"], 1) if row["before"]["per_second"] else None
+        )
+        rows.append(row)
+    return rows
 
 
 def suite_times(thorough: bool, evidence: str) -> list[dict[str, Any]]:
@@ -131,8 +208,33 @@ def throughput() -> list[dict[str, Any]]:
     return rows
 
 
+def _option(arguments: list[str], name: str, default: str | None) -> str | None:
+    return arguments[arguments.index(name) + 1] if name in arguments else default
+
+
+def _print_properties(rows: list[dict[str, Any]]) -> None:
+    print("| property | before: cases | s | cases / s | after: cases | s | cases / s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        b, a = row["before"], row["after"]
+        print(
+            f"| {row['property']} | {b['cases']} | {b['seconds']} | {b['per_second']} | {a['cases']} | "
+            f"{a['seconds']} | {a['per_second']} | {row['ratio']} |"
+        )
+
+
+def _print_suite(record: dict[str, Any]) -> None:
+    print("\n| suite | workers | seconds | result |\n| --- | --- | ---: | --- |")
+    for row in record["suite"]:
+        print(f"| {row['profile']} | {row['workers']} | {row['seconds']} | {row['summary']} |")
+    print("\n| loss | examples | seconds | examples / s |\n| --- | ---: | ---: | ---: |")
+    for loss, entry in sorted(record["examples_per_second"].items()):
+        print(f"| {loss} | {entry['examples']:.0f} | {entry['seconds']} | {entry['per_second']} |")
+    print(f"\nExhaustive float16/bfloat16 sweeps (tests/test_exhaustive.py, one process): {record['sweeps_seconds']} s")
+
+
 def main(arguments: list[str]) -> int:
-    json_path = arguments[arguments.index("--json") + 1] if "--json" in arguments else None
+    json_path = _option(arguments, "--json", None)
     record: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -142,23 +244,30 @@ def main(arguments: list[str]) -> int:
             "torch_threads": torch.get_num_threads(),
         },
     }
-    if "--throughput-only" not in arguments:  # the suite's runs take minutes; throughput alone, seconds
+    throughput_only, properties_only = "--throughput-only" in arguments, "--properties-only" in arguments
+    if not throughput_only:  # the properties' and the suite's runs take minutes; throughput alone, seconds
+        before_tree = _option(arguments, "--before-tree", None)
+        repeats = int(_option(arguments, "--repeats", "2") or 2)
+        losses = (_option(arguments, "--losses", None) or ",".join(TORCH_LOSSES)).split(",")
+        flags = " ".join(f"{k}={v}" for k, v in ELEMENT_WISE_SINGLE_CASES.items())
+        record["properties"] = {
+            "before": before_tree or f"this tree with {flags}",
+            "after": "this tree",
+            "repeats": repeats,
+            "rows": properties_side_by_side(losses, repeats, before_tree),
+        }
+        _print_properties(record["properties"]["rows"])
+    if not throughput_only and not properties_only:
         evidence = tempfile.mkdtemp(prefix="bench-evidence-")
         record["suite"] = suite_times("--thorough" in arguments, evidence)
         record["examples_per_second"] = examples_per_second(evidence)
         record["sweeps_seconds"] = round(_wall(["tests/test_exhaustive.py", "-n", "0"])[0], 1)
-        print("| suite | workers | seconds | result |\n| --- | --- | ---: | --- |")
-        for row in record["suite"]:
-            print(f"| {row['profile']} | {row['workers']} | {row['seconds']} | {row['summary']} |")
-        print("\n| loss | examples | seconds | examples / s |\n| --- | ---: | ---: | ---: |")
-        for loss, entry in sorted(record["examples_per_second"].items()):
-            print(f"| {loss} | {entry['examples']:.0f} | {entry['seconds']} | {entry['per_second']} |")
-        sweeps = record["sweeps_seconds"]
-        print(f"\nExhaustive float16/bfloat16 sweeps (tests/test_exhaustive.py, one process): {sweeps} s")
-    record["throughput"] = throughput()
-    print("\n| float64, CPU | reference (s) | torch (s) | ratio |\n| --- | ---: | ---: | ---: |")
-    for row in record["throughput"]:
-        print(f"| {row['case']} | {row['reference_s']} | {row['torch_s']} | {row['ratio']} |")
+        _print_suite(record)
+    if not properties_only:
+        record["throughput"] = throughput()
+        print("\n| float64, CPU | reference (s) | torch (s) | ratio |\n| --- | ---: | ---: | ---: |")
+        for row in record["throughput"]:
+            print(f"| {row['case']} | {row['reference_s']} | {row['torch_s']} | {row['ratio']} |")
     if json_path:
         with open(json_path, "w", encoding="utf-8") as out:
             json.dump(record, out, indent=2)

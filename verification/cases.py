@@ -73,6 +73,12 @@ class CaseBatch:
     target: np.ndarray
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @staticmethod
+    def of(case: Case) -> CaseBatch:
+        """A batch of one: ``case``."""
+        kwargs = {name: np.asarray(v)[np.newaxis] if name in ARRAY_KWARGS else v for name, v in case.kwargs.items()}
+        return CaseBatch(case.loss, np.asarray(case.input)[np.newaxis], np.asarray(case.target)[np.newaxis], kwargs)
+
     def __len__(self) -> int:
         return len(self.input)
 

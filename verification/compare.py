@@ -18,7 +18,8 @@ from . import ledger, registry, reproducer
 from .cases import Case, CaseBatch, to_torch
 from .dtypes import Dtype
 from .implementations import LossImpl, label
-from .tolerance.tracked import first_rule
+from .minimise import minimised
+from .tolerance.tracked import Tracked, first_rule
 
 
 class ParityError(AssertionError):
@@ -178,6 +179,7 @@ def check_gradient_parity(
 class _Outcome:
     """One case's result, to be compared with the reference: what the check says on failure is written then."""
 
+    case: Case
     got: torch.Tensor
     want: np.ndarray
     bound: np.ndarray
@@ -185,22 +187,14 @@ class _Outcome:
     repro: Callable[[], str]
 
 
-def _assert_all_close(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> None:
-    """``assert_close`` on every outcome of a batch (one output shape), in one vectorised pass: the same verdicts and
-    the same worst errors recorded, case by case; the first failing case fails with ``assert_close``'s message."""
-    __tracebackhide__ = True
-
-    def fail_on(outcome: _Outcome) -> None:
-        assert_close(
-            outcome.got, outcome.want, outcome.bound, what=outcome.what(), dtype=dtype, repro=outcome.repro, who=who
-        )
-        raise AssertionError("the batched comparison and assert_close disagree")  # assert_close must have raised
-
+def _first_failing(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> _Outcome | None:
+    """``assert_close``'s verdict on every outcome of a batch (one output shape), in one vectorised pass: the first
+    outcome it would fail, or None, each outcome's worst error then recorded as ``assert_close`` records it."""
     for outcome in outcomes:
         if tuple(outcome.got.shape) != outcome.want.shape or outcome.got.dtype != dtype.torch:
-            fail_on(outcome)
+            return outcome
     if not outcomes:
-        return
+        return None
     n, shape = len(outcomes), outcomes[0].want.shape
     got = torch.stack([outcome.got.detach() for outcome in outcomes]).to("cpu", torch.float64).numpy().reshape(n, -1)
     want = np.stack([outcome.want for outcome in outcomes]).reshape(n, -1)
@@ -208,7 +202,7 @@ def _assert_all_close(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> No
     if not want.shape[1]:  # empty results: their shapes and dtypes were compared
         for _ in outcomes:
             ledger.record_comparison(0.0, 0.0, 0.0, 0.0, dtype.smallest_subnormal)
-        return
+        return None
     finite = np.isfinite(want)
     error = np.where(finite, np.abs(got - np.where(finite, want, 0.0)), 0.0)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -216,11 +210,82 @@ def _assert_all_close(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> No
     mismatched = (np.isnan(want) != np.isnan(got)) | ((np.isinf(want) | np.isinf(got)) & (got != want))
     failing = np.any(mismatched | (error > bound), axis=1)
     if np.any(failing):
-        fail_on(outcomes[int(np.argmax(failing))])
+        return outcomes[int(np.argmax(failing))]
     rows = np.arange(n)
     worst = np.argmax(ratios, axis=1)
     for e, b, r, w in zip(error[rows, worst], bound[rows, worst], ratios[rows, worst], want[rows, worst], strict=True):
         ledger.record_comparison(float(e), float(b), float(r), float(w), dtype.ulp(float(w)))
+    return None
+
+
+def _fail(outcome: _Outcome, *, dtype: Dtype, who: str) -> None:
+    """Raise ``assert_close``'s failure for an outcome it fails."""
+    __tracebackhide__ = True
+    assert_close(
+        outcome.got, outcome.want, outcome.bound, what=outcome.what(), dtype=dtype, repro=outcome.repro, who=who
+    )
+    raise AssertionError("the batched comparison and assert_close disagree")  # assert_close must have raised
+
+
+def _assert_all_close(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> None:
+    """``assert_close`` on every outcome of a batch, in one vectorised pass: the same verdicts and the same worst
+    errors recorded, case by case; the first failing case fails with ``assert_close``'s message."""
+    __tracebackhide__ = True
+    failing = _first_failing(outcomes, dtype=dtype, who=who)
+    if failing is not None:
+        _fail(failing, dtype=dtype, who=who)
+
+
+Check = Callable[[Case, Tracked], "_Outcome | str"]
+
+
+def _run_batch(cases: list[Case], replayed: Tracked, check: Check, *, dtype: Dtype, who: str) -> None:
+    """Each case of a batch through ``check`` (an outcome, or the reason it is excluded), the outcomes compared in
+    one pass; a failing case minimised (``minimise.py``), rerun alone, before it is reported."""
+    __tracebackhide__ = True
+    excluded, outcomes = [], []
+    for k, case in enumerate(cases):
+        result = check(case, replayed.case(k))
+        if isinstance(result, str):
+            excluded.append(result)
+        else:
+            outcomes.append(result)
+    failing = _first_failing(outcomes, dtype=dtype, who=who)
+    if failing is not None:
+        _fail(_smallest_failing(failing, check, dtype=dtype, who=who), dtype=dtype, who=who)
+    ledger.exclude_cases(excluded, of=len(cases))
+
+
+def _smallest_failing(failing: _Outcome, check: Check, *, dtype: Dtype, who: str) -> _Outcome:
+    """The failing outcome of the smallest case ``minimise.minimised`` reaches from ``failing``'s that fails alike
+    (a value beyond its bound, or a NaN or infinity the reference does not give, or a wrong shape or dtype)."""
+    kind = _failure_kind(failing, dtype)
+    found: dict[int, _Outcome] = {}
+
+    def fails(case: Case) -> bool:
+        try:
+            with ledger.measuring_nothing():
+                replayed = registry.replay_batch(case.loss, dtype, CaseBatch.of(case)).case(0)
+                result = check(case, replayed)
+                if isinstance(result, str) or _first_failing([result], dtype=dtype, who=who) is None:
+                    return False
+        except ParityError:
+            return False  # it fails otherwise (torch raised): not the same failure
+        if _failure_kind(result, dtype) != kind:
+            return False
+        found[id(case)] = result
+        return True
+
+    smallest = minimised(failing.case, fails)
+    return found.get(id(smallest), failing)
+
+
+def _failure_kind(outcome: _Outcome, dtype: Dtype) -> str:
+    if tuple(outcome.got.shape) != outcome.want.shape:
+        return "shape"
+    if outcome.got.dtype != dtype.torch:
+        return "dtype"
+    return "value"
 
 
 def check_parity_batch(
@@ -234,19 +299,16 @@ def check_parity_batch(
 ) -> None:
     """``check_parity`` on every case of ``batch``, their bounds from one replay and their errors compared in one
     pass. A case under a known divergence (``divergence`` names it) or without a finite bound is excluded on its own,
-    its reason counted; the example is dropped only where every case was excluded."""
+    its reason counted; the example is dropped only where every case was excluded. A failing case is reported
+    minimised."""
     __tracebackhide__ = True
-    replayed = registry.replay_batch(batch.loss, dtype, batch)
     reference = _reference(batch.loss)
-    excluded, outcomes = [], []
-    for k in range(len(batch)):
-        case = batch.case(k)
+
+    def check(case: Case, bound: Tracked) -> _Outcome | str:
         want = np.asarray(reference(case.input, case.target, **case.kwargs))
-        bound = replayed.case(k)
         reason = divergence(case) or unbounded(bound.error, want, bound.unbounded_by)
         if reason:
-            excluded.append(reason)
-            continue
+            return reason
         input, target, kwargs = to_torch(case, dtype, device)
         what = functools.partial(lambda c: f"{c.describe()} in {form} form, {dtype} on {device}", case)
         repro = functools.partial(reproducer.snippet, case, dtype, device, form, label(impl))
@@ -257,9 +319,10 @@ def check_parity_batch(
                 f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) on a call the reference "
                 f"computes\n\nReproduce with:\n\n{repro()}\n"
             ) from error
-        outcomes.append(_Outcome(got, want, bound.error, what, repro))
-    _assert_all_close(outcomes, dtype=dtype, who=label(impl))
-    ledger.exclude_cases(excluded, of=len(batch))
+        return _Outcome(case, got, want, bound.error, what, repro)
+
+    cases = [batch.case(k) for k in range(len(batch))]
+    _run_batch(cases, registry.replay_batch(batch.loss, dtype, batch), check, dtype=dtype, who=label(impl))
 
 
 def check_gradient_parity_batch(
@@ -273,27 +336,38 @@ def check_gradient_parity_batch(
     divergence: Callable[[Case], str | None],
 ) -> None:
     """``check_gradient_parity`` on every case of ``batch``, with upstream ``grad_outputs[k]`` for case k, their
-    bounds from one replay and their errors compared in one pass; exclusions as in ``check_parity_batch``."""
+    bounds from one replay and their errors compared in one pass; exclusions as in ``check_parity_batch``. A failing
+    case is reported minimised where its upstream gradient carries over (all ones, or one value for a reduction)."""
     __tracebackhide__ = True
-    replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
     gradient = registry.reference_gradient(batch.loss)
-    excluded, outcomes = [], []
-    for k in range(len(batch)):
-        case, grad_output = batch.case(k), grad_outputs[k]
+    cases = [batch.case(k) for k in range(len(batch))]
+    upstream = {id(case): grad_outputs[k] for k, case in enumerate(cases)}  # by identity: a smaller case has none
+    ones = bool(np.all(grad_outputs == 1))
+    single = np.ndim(grad_outputs) == 1
+
+    def grad_output_of(case: Case) -> np.ndarray | None:
+        if id(case) in upstream:
+            return upstream[id(case)]
+        if single:  # a reduction's one value, whatever the case's shape
+            return grad_outputs[0]
+        shape = np.shape(_reference(case.loss)(case.input, case.target, **case.kwargs))
+        return np.ones(shape) if ones else None
+
+    def check(case: Case, bound: Tracked) -> _Outcome | str:
         reason = divergence(case)
         if reason:
-            excluded.append(reason)
-            continue
+            return reason
+        grad_output = grad_output_of(case)
+        if grad_output is None:
+            return "no upstream gradient carries over to this smaller case"
         want = np.asarray(gradient(case.input, case.target, **case.kwargs, grad_output=grad_output))
-        bound = replayed.case(k)
         reason = unbounded(bound.error, want, bound.unbounded_by)
         if reason:
-            excluded.append(reason)
-            continue
+            return reason
         input, target, kwargs = to_torch(case, dtype, device)
         input.requires_grad_(True)
-        what = functools.partial(lambda c: f"the gradient of {c.describe()} in {form} form, {dtype} on {device}", case)
         repro = functools.partial(reproducer.gradient_snippet, case, grad_output, dtype, device, form, label(impl))
+        what = functools.partial(lambda c: f"the gradient of {c.describe()} in {form} form, {dtype} on {device}", case)
         try:
             impl(input, target, **kwargs).backward(torch.as_tensor(grad_output).to(device=device, dtype=dtype.torch))
         except Exception as error:
@@ -305,9 +379,10 @@ def check_gradient_parity_batch(
             raise ParityError(
                 f"{what()}: {label(impl)} left no gradient on the input\n\nReproduce with:\n\n{repro()}\n"
             )
-        outcomes.append(_Outcome(input.grad, want, bound.error, what, repro))
-    _assert_all_close(outcomes, dtype=dtype, who=label(impl))
-    ledger.exclude_cases(excluded, of=len(batch))
+        return _Outcome(case, input.grad, want, bound.error, what, repro)
+
+    replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
+    _run_batch(cases, replayed, check, dtype=dtype, who=label(impl))
 
 
 def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> type[Exception]:

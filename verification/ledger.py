@@ -6,9 +6,11 @@ example, and conftest prints every reason with its count at the end of the run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import hypothesis
@@ -48,6 +50,20 @@ class PropertyRecord:
 
 RECORDS: defaultdict[str, PropertyRecord] = defaultdict(PropertyRecord)
 
+# While a failing case is minimised, its reruns compare nothing that counts: the record stays as the property left it.
+_paused = False
+
+
+@contextlib.contextmanager
+def measuring_nothing() -> Iterator[None]:
+    """Within: comparisons and examples are not recorded (the minimiser's reruns of a failing case)."""
+    global _paused
+    previous, _paused = _paused, True
+    try:
+        yield
+    finally:
+        _paused = previous
+
 
 def current_test() -> str:
     # pytest sets this to "path::name[params] (call)" while a test runs.
@@ -73,6 +89,8 @@ def exclude_cases(reasons: list[str], *, of: int) -> None:
 
 def record_comparison(error: float, bound: float, ratio: float, expected: float, ulp: float) -> None:
     """Count one compared example and keep the worst error / bound ratio seen."""
+    if _paused:
+        return
     record = RECORDS[current_test()]
     record.compared += 1
     # An infinite bound only ever meets an exactly matching NaN or infinity: nothing to rank.
@@ -84,6 +102,8 @@ def record_comparison(error: float, bound: float, ratio: float, expected: float,
 
 def record_example() -> None:
     """Count one checked example of a property that asserts a fact rather than measuring an error."""
+    if _paused:
+        return
     RECORDS[current_test()].compared += 1
 
 

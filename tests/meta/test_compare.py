@@ -137,7 +137,12 @@ BATCH_OUTCOMES = [  # (got, want, bound): within, a NaN pair, an error equal to 
 def _outcomes(rows):
     return [
         _Outcome(
-            torch.tensor(g, dtype=torch.float64), np.asarray(w), np.asarray(b), lambda i=i: f"case {i}", lambda: ""
+            Case("nll_loss", np.zeros(2), np.asarray(0)),
+            torch.tensor(g, dtype=torch.float64),
+            np.asarray(w),
+            np.asarray(b),
+            lambda i=i: f"case {i}",
+            lambda: "",
         )
         for i, (g, w, b) in enumerate(rows)
     ]

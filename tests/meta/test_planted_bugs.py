@@ -6,18 +6,19 @@ import itertools
 import pathlib
 from collections.abc import Callable
 
-import numpy as np
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from verification import registry, strategies
-from verification.compare import ParityError, RejectionMismatch, check_gradient_parity, check_same_rejection
+from verification.compare import ParityError, RejectionMismatch, check_same_rejection
 from verification.dtypes import PARITY_DTYPES
+from verification.implementations import ImplUnderTest
 from verification.planted_bugs import PlantedBug
 from verification.properties import (
-    exclude_if_known_gradient_divergence,
-    loss_matches_reference,
+    CASES_PER_EXAMPLE,
+    batch_gradients_match_reference,
+    batch_matches_reference,
     output_shape,
     variants_of,
 )
@@ -55,46 +56,62 @@ def test_a_property_catches_planted_bug(bug, device):
     pytest.fail(f"no property of {bug.loss} caught the planted bug: {bug.mistake}")
 
 
-def _checks(family: str, bug: PlantedBug, device: str) -> list[Callable[[], None]]:
+def _checks(family: str, bug: PlantedBug, device: str, shrink: bool = False) -> list[Callable[[], None]]:
+    """The properties of ``family`` against ``bug``, drawn as the suite draws them (value and gradient parity in
+    batches of CASES_PER_EXAMPLE); with ``shrink``, hypothesis shrinks a failure as a run of the suite would."""
     if family == "value":
         return [
-            _property(variant.cases(dtype), lambda case, d=dtype: _value(case, bug, d, device))
+            _property(
+                variant.batches(dtype, CASES_PER_EXAMPLE), lambda batch, d=dtype: _value(batch, bug, d, device), shrink
+            )
             for dtype, variant in itertools.product(PARITY_DTYPES, variants_of(bug.loss))
         ]
     if family == "gradient":
         return [
             _property(
-                st.tuples(variant.cases(dtype), st.data()), lambda drawn, d=dtype: _gradient(*drawn, bug, d, device)
+                st.tuples(variant.batches(dtype, CASES_PER_EXAMPLE), st.data()),
+                lambda drawn, d=dtype: _gradient(*drawn, bug, d, device),
+                shrink,
             )
             for dtype, variant in itertools.product(
                 PARITY_DTYPES, [v for v in registry.gradient_variants() if v.loss == bug.loss]
             )
         ]
     return [
-        _property(defect.cases(), lambda case, defect=defect: _rejection(case, defect, bug, device))
+        _property(defect.cases(), lambda case, defect=defect: _rejection(case, defect, bug, device), shrink)
         for defect in registry.info(bug.loss).rejections
     ]
 
 
-def _value(case, bug, dtype, device):
-    loss_matches_reference(case, bug.impl, form="functional", dtype=dtype, device=device)
+def _as_impl(bug: PlantedBug) -> ImplUnderTest:
+    """The bug as --impl names it: its failures' reproducers import it instead of calling torch."""
+    return ImplUnderTest(f"{bug.loss}={bug.target}")
 
 
-def _gradient(case, data, bug, dtype, device):
-    exclude_if_known_gradient_divergence(case)
-    grad_output = data.draw(strategies.grad_outputs(dtype, output_shape(case)))
-    check_gradient_parity(case, np.asarray(grad_output), bug.impl, form="functional", dtype=dtype, device=device)
+def _value(batch, bug, dtype, device):
+    impl = _as_impl(bug)
+    batch_matches_reference(batch, impl.call, form=impl.form, dtype=dtype, device=device)
+
+
+def _gradient(batch, data, bug, dtype, device):
+    shape = (len(batch), *output_shape(batch.case(0)))
+    grad_outputs = data.draw(strategies.grad_outputs(dtype, shape))
+    impl = _as_impl(bug)
+    batch_gradients_match_reference(batch, grad_outputs, impl.call, form=impl.form, dtype=dtype, device=device)
 
 
 def _rejection(case, defect, bug, device):
-    raised = check_same_rejection(case, bug.impl, form="functional", dtype=DTYPE, device=device)
+    impl = _as_impl(bug)
+    raised = check_same_rejection(case, impl.call, form=impl.form, dtype=DTYPE, device=device)
     assert raised is defect.expected, f"{defect}: both raised {raised.__name__}, expected {defect.expected.__name__}"
 
 
-def _property(cases, body) -> Callable[[], None]:
-    # The ci profile whatever profile is active (the promise is: caught at ci depth, every time),
-    # without shrinking or explaining: only the verdict matters here.
-    @settings(settings.get_profile("ci"), report_multiple_bugs=False, phases=[Phase.explicit, Phase.generate])
+def _property(cases, body, shrink: bool = False) -> Callable[[], None]:
+    # The ci profile whatever profile is active (the promise is: caught at ci depth, every time), without shrinking or
+    # explaining unless asked: the verdict is what the kill needs.
+    phases = [Phase.explicit, Phase.generate, *([Phase.shrink] if shrink else [])]
+
+    @settings(settings.get_profile("ci"), report_multiple_bugs=False, phases=phases)
     @given(drawn=cases)
     def property_against_the_bug(drawn):
         body(drawn)
