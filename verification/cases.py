@@ -82,6 +82,14 @@ class CaseBatch:
     def __len__(self) -> int:
         return len(self.input)
 
+    def __repr__(self) -> str:
+        # Hypothesis prints a failing example's draws: the arrays of 16 cases would run to tens of kB, and the
+        # failure's own reproducer holds the failing case exactly.
+        return f"<{len(self)} cases of {self.case(0).describe()}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # hypothesis's printer, which would otherwise print every field
+
     def case(self, k: int) -> Case:
         # [k, ...] keeps a 0-d case an array (where [k] would give a NumPy scalar).
         kwargs = {name: value[k, ...] if name in ARRAY_KWARGS else value for name, value in self.kwargs.items()}
