@@ -78,6 +78,9 @@ def _leading(case: Case) -> Iterator[Case]:
             **{k: v for k, v in case.kwargs.items() if k in ARRAY_KWARGS},
         }
         reduced = {}
+        spanning = [np.asarray(a) for a in arrays.values() if np.ndim(a) == rank]
+        if not isinstance(cut, slice) and any(a.shape[0] == 0 for a in spanning):
+            continue  # an empty leading dimension has no first entry to keep
         for name, array in arrays.items():
             array = np.asarray(array)
             if array.ndim == rank:  # spans the leading dimension (its size there, or 1 broadcast along it)
