@@ -216,9 +216,12 @@ def _assert_all_close(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> No
 Check = Callable[[Case, Tracked], "_Outcome | str"]
 
 
-def _run_batch(cases: list[Case], replayed: Tracked, check: Check, *, dtype: Dtype, who: str) -> None:
+def _run_batch(
+    cases: list[Case], replayed: Tracked, check: Check, bound_of: Callable[[Case], Tracked], *, dtype: Dtype, who: str
+) -> None:
     """Each case of a batch through ``check`` (an outcome, or the reason it is excluded), the outcomes compared in
-    one pass; a failing case minimised (``minimise.py``), rerun alone, before it is reported."""
+    one pass; a failing case minimised (``minimise.py``), rerun alone (its bound from ``bound_of``, the replay this
+    check uses, of one case) before it is reported."""
     __tracebackhide__ = True
     excluded, outcomes = [], []
     for k, case in enumerate(cases):
@@ -229,11 +232,13 @@ def _run_batch(cases: list[Case], replayed: Tracked, check: Check, *, dtype: Dty
             outcomes.append(result)
     failing = _first_failing(outcomes, dtype=dtype, who=who)
     if failing is not None:
-        _fail(_smallest_failing(failing, check, dtype=dtype, who=who), dtype=dtype, who=who)
+        _fail(_smallest_failing(failing, check, bound_of, dtype=dtype, who=who), dtype=dtype, who=who)
     ledger.exclude_cases(excluded, of=len(cases))
 
 
-def _smallest_failing(failing: _Outcome, check: Check, *, dtype: Dtype, who: str) -> _Outcome:
+def _smallest_failing(
+    failing: _Outcome, check: Check, bound_of: Callable[[Case], Tracked], *, dtype: Dtype, who: str
+) -> _Outcome:
     """The failing outcome of the smallest case ``minimise.minimised`` reaches from ``failing``'s that fails alike
     (a value beyond its bound, or a NaN or infinity the reference does not give, or a wrong shape or dtype)."""
     kind = _failure_kind(failing, dtype)
@@ -242,8 +247,7 @@ def _smallest_failing(failing: _Outcome, check: Check, *, dtype: Dtype, who: str
     def fails(case: Case) -> bool:
         try:
             with ledger.measuring_nothing():
-                replayed = registry.replay_batch(case.loss, dtype, CaseBatch.of(case)).case(0)
-                result = check(case, replayed)
+                result = check(case, bound_of(case))
                 if isinstance(result, str) or _first_failing([result], dtype=dtype, who=who) is None:
                     return False
         except Exception:
@@ -298,8 +302,12 @@ def check_parity_batch(
             ) from error
         return _Outcome(case, got, want, bound.error, what, repro)
 
+    def bound_of(case: Case) -> Tracked:
+        return registry.replay_batch(case.loss, dtype, CaseBatch.of(case)).case(0)
+
     cases = [batch.case(k) for k in range(len(batch))]
-    _run_batch(cases, registry.replay_batch(batch.loss, dtype, batch), check, dtype=dtype, who=label(impl))
+    replayed = registry.replay_batch(batch.loss, dtype, batch)
+    _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
 
 
 def check_gradient_parity_batch(
@@ -358,8 +366,16 @@ def check_gradient_parity_batch(
             )
         return _Outcome(case, input.grad, want, bound.error, what, repro)
 
+    def bound_of(case: Case) -> Tracked:
+        grad_output = grad_output_of(case)
+        if grad_output is None:
+            raise ValueError("no upstream gradient carries over to this smaller case")  # not a failure alike
+        return registry.gradient_replay_batch(
+            case.loss, dtype, CaseBatch.of(case), np.asarray(grad_output)[np.newaxis]
+        ).case(0)
+
     replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
-    _run_batch(cases, replayed, check, dtype=dtype, who=label(impl))
+    _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
 
 
 def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> type[Exception]:
