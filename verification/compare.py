@@ -204,15 +204,6 @@ def _fail(outcome: _Outcome, *, dtype: Dtype, who: str) -> None:
     raise AssertionError("the batched comparison and assert_close disagree")  # assert_close must have raised
 
 
-def _assert_all_close(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> None:
-    """``assert_close`` on every outcome of a batch, in one vectorised pass: the same verdicts and the same worst
-    errors recorded, case by case; the first failing case fails with ``assert_close``'s message."""
-    __tracebackhide__ = True
-    failing = _first_failing(outcomes, dtype=dtype, who=who)
-    if failing is not None:
-        _fail(failing, dtype=dtype, who=who)
-
-
 Check = Callable[[Case, Tracked], "_Outcome | str"]
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 import reference
 
+from ..cases import ARRAY_KWARGS
 from ..dtypes import FLOAT64, Dtype
 
 # exp, log and log1p in libm and in torch's vectorised kernels (SLEEF's 1-ulp variants) are
@@ -50,12 +51,12 @@ def case_ndim(array: Any) -> int:
 
 def one_case(replay: Callable[..., Tracked], dtype: Dtype, *arrays: Any, **kwargs: Any) -> Tracked:
     """``replay`` (of a batch of cases) run on one: every array argument (the positional ones after the dtype, and
-    the ``weight`` and ``pos_weight`` keywords) gains a last axis of size 1, and the result loses it."""
+    the array keywords, ``cases.ARRAY_KWARGS``) gains a last axis of size 1, and the result loses it."""
 
     def batch_of_one(array: Any) -> Any:
         return None if array is None else np.asarray(array)[..., np.newaxis]
 
-    kwargs = {k: batch_of_one(v) if k in ("weight", "pos_weight") else v for k, v in kwargs.items()}
+    kwargs = {k: batch_of_one(v) if k in ARRAY_KWARGS else v for k, v in kwargs.items()}
     return replay(dtype, *(batch_of_one(a) for a in arrays), **kwargs).case(0)
 
 
