@@ -16,7 +16,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from verification.implementations import ImplUnderTest, implementation_under_test
+from verification.implementations import ImplUnderTest, adapter_specs, implementation_under_test
 
 # The evidence plugin (reporting/), the hooks that hand it what each test measured, and pytester for the
 # meta tests that run the plugin on small suites of their own.
@@ -39,9 +39,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--impl",
         action="append",
         default=[],
-        metavar="LOSS=module:attribute",
+        metavar="LOSS=module:attribute | ADAPTER",
         help="verify another implementation of LOSS (a function with torch's functional signature, or an "
-        "nn.Module class) instead of torch's; repeat for several losses",
+        "nn.Module class) instead of torch's; repeat for several losses. An adapter's name (decompositions, "
+        "compile: see adapters/) aims the suite at every loss that adapter has",
     )
     parser.addoption(
         "--device",
@@ -98,12 +99,12 @@ def _usable_device(name: str) -> str:
 
 def _implementations(specs: list[str]) -> dict[str, ImplUnderTest]:
     chosen: dict[str, ImplUnderTest] = {}
-    for spec in specs:
+    for given in specs:
         try:
-            impl = ImplUnderTest(spec)
+            impls = [ImplUnderTest(spec) for spec in adapter_specs(given)]
         except (ValueError, ImportError, AttributeError) as error:
-            raise pytest.UsageError(f"--impl {spec!r}: {error}") from None
-        chosen[impl.loss] = impl
+            raise pytest.UsageError(f"--impl {given!r}: {error}") from None
+        chosen.update((impl.loss, impl) for impl in impls)
     return chosen
 
 

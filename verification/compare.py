@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
+
+from adapters import Unsupported
 
 from . import ledger, registry, reproducer
 from .cases import Case, CaseBatch, to_torch
@@ -28,6 +31,15 @@ class ParityError(AssertionError):
 
 class RejectionMismatch(AssertionError):
     """Torch and the reference did not reject an input in the same way."""
+
+
+def _left_out(unsupported: Unsupported, impl: LossImpl) -> str:
+    """What an adapter's ``Unsupported`` means for a check: a whole check it lacks (a dtype, the backward pass) is
+    skipped with the reason, which the matrix reads as UNSUPPORTED; a case with an argument it lacks is left out,
+    the reason counted in the report."""
+    if unsupported.whole:
+        pytest.skip(f"UNSUPPORTED by {label(impl)}: {unsupported.reason}")
+    return f"unsupported by {label(impl)}: {unsupported.reason}"
 
 
 def _where(index: tuple[Any, ...]) -> str:
@@ -286,6 +298,8 @@ def check_parity_batch(
         repro = functools.partial(reproducer.snippet, case, dtype, device, form, label(impl))
         try:
             got = impl(input, target, **kwargs)
+        except Unsupported as unsupported:
+            return _left_out(unsupported, impl)
         except Exception as error:
             raise ParityError(
                 f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) on a call the reference "
@@ -346,6 +360,8 @@ def check_gradient_parity_batch(
         what = functools.partial(lambda c: f"the gradient of {c.describe()} in {form} form, {dtype} on {device}", case)
         try:
             impl(input, target, **kwargs).backward(torch.as_tensor(grad_output).to(device=device, dtype=dtype.torch))
+        except Unsupported as unsupported:
+            return _left_out(unsupported, impl)
         except Exception as error:
             raise ParityError(
                 f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) in the backward pass"
@@ -382,6 +398,8 @@ def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype,
 
     input, target, kwargs = to_torch(case, dtype, device)
     theirs = outcome(lambda: impl(input, target, **kwargs))
+    if isinstance(theirs, Unsupported):
+        ledger.exclude(_left_out(theirs, impl))
     ours = outcome(lambda: _reference(case.loss)(case.input, case.target, **case.kwargs))
     repro = reproducer.snippet(case, dtype, device, form, label(impl))
     what = f"{case.describe()} in {form} form, {dtype} on {device}"

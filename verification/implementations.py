@@ -15,7 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import registry
+import adapters
+
+from . import divergences, registry
+from .cases import Case
 
 LossImpl = Callable[..., torch.Tensor]
 
@@ -83,7 +86,25 @@ class ImplUnderTest:
             return implementation(input, target, **kwargs)
 
         call.label = target  # type: ignore[attr-defined]  # how failures name it instead of "torch"
+        # An adapter's own named divergences (adapters/): the rules that exclude a case, with the divergence's name.
+        module = importlib.import_module(module_name)
+        call.known_divergence = getattr(module, "known_divergence", divergences.none)  # type: ignore[attr-defined]
+        call.known_gradient_divergence = getattr(  # type: ignore[attr-defined]
+            module, "known_gradient_divergence", divergences.none
+        )
         self.call: LossImpl = call
+
+
+def adapter_specs(spec: str) -> list[str]:
+    """``--impl`` specs: an adapter's name (adapters.ADAPTERS) stands for LOSS=adapters.module:LOSS for every loss
+    it has; anything else is one spec already."""
+    if "=" in spec:
+        return [spec]
+    try:
+        module = adapters.load(spec)
+    except ValueError as error:
+        raise ValueError(f"--impl {spec!r}: neither LOSS=package.module:attribute nor an adapter: {error}") from None
+    return [f"{loss}={module.__name__}:{loss}" for loss in module.LOSSES]
 
 
 def implementation_under_test(impls: dict[str, ImplUnderTest], loss: str, form: str) -> LossImpl:
@@ -96,6 +117,17 @@ def implementation_under_test(impls: dict[str, ImplUnderTest], loss: str, form: 
 
         pytest.skip(f"--impl {chosen.spec} is a {chosen.form} implementation; the {form} form is torch's")
     return chosen.call
+
+
+def known_divergence(impl: LossImpl, rule: Callable[[Case], str | None]) -> Callable[[Case], str | None]:
+    """torch's rule for a loss (``rule``), and the implementation's own named divergences where it has any."""
+    own = getattr(impl, "known_divergence", divergences.none)
+    return lambda case: rule(case) or own(case)
+
+
+def known_gradient_divergence(impl: LossImpl, rule: Callable[[Case], str | None]) -> Callable[[Case], str | None]:
+    own = getattr(impl, "known_gradient_divergence", divergences.none)
+    return lambda case: rule(case) or own(case)
 
 
 def label(impl: LossImpl) -> str:

@@ -11,7 +11,7 @@ from . import ledger, registry
 from .cases import Case, CaseBatch
 from .compare import check_gradient_parity_batch, check_parity, check_parity_batch
 from .dtypes import Dtype
-from .implementations import LossImpl
+from .implementations import LossImpl, known_divergence, known_gradient_divergence
 from .registry import ParityVariant
 
 # How many cases a parity or gradient property checks in each hypothesis example: a batch that shares one shape and
@@ -45,7 +45,7 @@ def batch_matches_reference(batch: CaseBatch, impl: LossImpl, *, form: str, dtyp
     """``impl`` computes every case of ``batch`` as the reference does, within the tolerance model's bounds; a case
     under a named divergence is excluded, counted under its name."""
     __tracebackhide__ = True
-    divergence = registry.info(batch.loss).known_divergence
+    divergence = known_divergence(impl, registry.info(batch.loss).known_divergence)
     check_parity_batch(batch, impl, form=form, dtype=dtype, device=device, divergence=divergence)
 
 
@@ -56,7 +56,7 @@ def batch_gradients_match_reference(
     reference's analytic gradient within the tolerance model's bounds; a case under a named divergence of the
     backward is excluded, counted under its name."""
     __tracebackhide__ = True
-    divergence = registry.info(batch.loss).known_gradient_divergence
+    divergence = known_gradient_divergence(impl, registry.info(batch.loss).known_gradient_divergence)
     check_gradient_parity_batch(batch, grad_outputs, impl, form=form, dtype=dtype, device=device, divergence=divergence)
 
 

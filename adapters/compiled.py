@@ -1,0 +1,83 @@
+"""torch.compile: each loss compiled by TorchDynamo and inductor for the CPU, which generates and builds C++ (a
+C++ compiler must be on the PATH: ``g++`` or whatever ``CXX`` names).
+
+``torch.compile(torch.nn.functional.<loss>, dynamic=True, fullgraph=True)`` with inductor behind a backend that
+counts: every graph it compiles and every run of compiled code. Each call checks that compiled code ran; a call
+that ran eagerly (dynamo's fall back when a recompile limit is hit, or a graph break) raises ``AdapterError``
+instead of verifying torch's eager kernels under this adapter's name. ``fullgraph=True`` makes a graph break an
+error, ``fail_on_recompile_limit_hit`` makes the limit an error, and the limits are raised far above what a run
+reaches, since every new combination of dtype, rank, argument set and reduction is a new graph.
+
+The gradient is AOTAutograd's compiled backward of the same graph.
+
+Compilation dominates the cost: a new graph takes about 2 s here (most of it building C++), a graph found in
+inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``; ``nox -s matrix`` keeps it under ``.cache/``) about 0.15 s.
+``dynamic=True`` keeps sizes symbolic, so a new size is mostly no new graph; sizes 0 and 1 are still specialised.
+``COUNTS`` reports both numbers for the run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch._dynamo
+import torch.nn.functional as F
+from torch._inductor.compile_fx import compile_fx
+
+from . import AdapterError
+
+torch._dynamo.config.recompile_limit = 1_000_000
+torch._dynamo.config.accumulated_recompile_limit = 1_000_000
+torch._dynamo.config.fail_on_recompile_limit_hit = True
+
+COUNTS: Counter[str] = Counter()
+
+UNSUPPORTED: dict[str, str] = {}
+
+
+def _counting_inductor(graph: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
+    COUNTS["graphs compiled"] += 1
+    compiled = compile_fx(graph, example_inputs)
+
+    def run(*args: Any) -> Any:
+        COUNTS["compiled runs"] += 1
+        return compiled(*args)
+
+    return run
+
+
+def compiled_function(loss: str, function: Callable[..., torch.Tensor] | None = None) -> Callable[..., torch.Tensor]:
+    """``function`` (default: torch.nn.functional.<loss>) compiled, behind torch's functional signature, raising
+    ``AdapterError`` on a call that ran no compiled code."""
+    compiled = torch.compile(function or getattr(F, loss), backend=_counting_inductor, dynamic=True, fullgraph=True)
+
+    def call(input: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        runs = COUNTS["compiled runs"]
+        result: torch.Tensor = compiled(input, target, **kwargs)
+        if COUNTS["compiled runs"] == runs:
+            raise AdapterError(f"compiled {loss} ran eagerly: no compiled graph was called")
+        return result
+
+    call.__name__ = call.__qualname__ = loss
+    call.__doc__ = f"torch.compile(torch.nn.functional.{loss}, dynamic=True, fullgraph=True), inductor on the CPU."
+    return call
+
+
+binary_cross_entropy = compiled_function("binary_cross_entropy")
+binary_cross_entropy_with_logits = compiled_function("binary_cross_entropy_with_logits")
+nll_loss = compiled_function("nll_loss")
+cross_entropy = compiled_function("cross_entropy")
+kl_div = compiled_function("kl_div")
+
+LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "kl_div")
+
+
+def versions() -> dict[str, str]:
+    import os
+
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++") or "none found"
+    return {"torch": torch.__version__, "c++ compiler": compiler}

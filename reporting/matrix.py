@@ -1,0 +1,214 @@
+"""The implementations matrix: every implementation x every loss x every dtype, each cell VERIFIED, FAILED (with
+its first shrunk counterexample and reproducer) or UNSUPPORTED (with the reason).
+
+``python -m reporting.matrix`` runs the value, gradient and rejection properties once per implementation (torch's
+eager kernels, and each adapter of ``adapters/`` through ``--impl``), each run writing its own evidence report,
+then reads those reports into ``matrix.json`` and ``matrix.md``. ``nox -s matrix`` installs what the adapters
+need and runs it.
+
+A cell is the checks of one loss and dtype (rejections: of one loss, any dtype) for one implementation:
+FAILED if any of them failed, UNSUPPORTED if every one was skipped as unsupported by the implementation,
+VERIFIED if every one that ran passed. A skip for another reason (the module form, which an adapter does not
+have) is named in the cell, never counted as a pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The properties a cell is made of, by the kind the evidence report gives them.
+CHECKS = {"parity": "values", "gradient": "gradients", "rejection": "rejections"}
+PROPERTY_FILES = ["tests/test_parity.py", "tests/test_gradients.py", "tests/test_rejections.py"]
+# torch's eager kernels (no --impl) first, then the adapters (adapters.ADAPTERS) in the order given.
+EAGER = "eager"
+
+
+def run_implementation(name: str, out: pathlib.Path, pytest_args: list[str]) -> dict[str, Any]:
+    """Run the properties against one implementation; its evidence report, with how long the run took."""
+    directory = out / name
+    impl, own = [], []
+    if name != EAGER:
+        import adapters
+
+        impl = [f"--impl={name}"]
+        # The adapter's own tests: that it exercises its implementation, and its named divergences.
+        own_tests = ROOT / "tests" / "adapters" / f"test_{adapters.ADAPTERS[name].rsplit('.', 1)[1]}.py"
+        own = [str(own_tests.relative_to(ROOT))] if own_tests.exists() else []
+    command = [
+        sys.executable, "-m", "pytest", *PROPERTY_FILES, *own, "--hypothesis-profile=ci", *impl,
+        f"--evidence={directory}", "-p", "no:cacheprovider", "-q", *pytest_args,
+    ]  # fmt: skip
+    started = time.time()
+    completed = subprocess.run(command, cwd=ROOT, check=False)
+    seconds = time.time() - started
+    report_path = directory / "report.json"
+    if not report_path.exists():
+        raise SystemExit(f"{name}: pytest exited {completed.returncode} without an evidence report")
+    report: dict[str, Any] = json.loads(report_path.read_text())
+    report["matrix_run_seconds"] = round(seconds, 1)
+    return report
+
+
+def _reproducer(failure: str) -> str:
+    _, found, after = failure.partition("Reproduce with:")
+    if not found:
+        return ""
+    lines = []
+    for line in after.strip("\n").splitlines():
+        line = re.sub(r"^\s*\|\s?", "", line)  # hypothesis's exception-group margin
+        if not line.strip():
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _sentence(failure: str) -> str:
+    """The failure's sentence: what the suite's own check said (a parity or rejection mismatch, or an adapter that
+    did not run its implementation), else the last exception line."""
+    found = []
+    for line in failure.splitlines():
+        match = re.match(r"^(?:[\w.]+\.)?(\w+(?:Error|Mismatch)): (.*)", re.sub(r"^\s*\|\s?", "", line).strip())
+        if match:
+            found.append(match)
+    ours = [m for m in found if m.group(1) in ("ParityError", "RejectionMismatch", "AdapterError")]
+    if ours:
+        return ours[0].group(2)
+    before = [line for line in failure.partition("Reproduce with:")[0].splitlines() if line.strip()]
+    return before[-1].strip() if before else ""
+
+
+def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for check in report["checks"]:
+        kind = CHECKS.get(check.get("kind", ""))
+        if kind is None or "loss" not in check:
+            continue
+        dtype = "any" if kind == "rejections" else check.get("dtype", "any")
+        grouped.setdefault((check["loss"], kind, dtype), []).append(check)
+    result = []
+    for (loss, kind, dtype), checks in sorted(grouped.items()):
+        failed = [c for c in checks if c["outcome"] in ("failed", "error")]
+        unsupported = [c for c in checks if "UNSUPPORTED by" in c.get("skip_reason", "")]
+        other_skips = sorted({c["skip_reason"] for c in checks if c["outcome"] == "skipped" and c not in unsupported})
+        passed = [c for c in checks if c["outcome"] == "passed"]
+        cell: dict[str, Any] = {"implementation": name, "loss": loss, "check": kind, "dtype": dtype}
+        if failed:
+            failure = failed[0].get("failure", "")
+            cell.update(
+                verdict="FAILED", check_id=failed[0]["id"], counterexample=_sentence(failure),
+                reproducer=_reproducer(failure),
+            )  # fmt: skip
+        elif passed:
+            cell["verdict"] = "VERIFIED"
+        elif unsupported:
+            reason = unsupported[0]["skip_reason"]
+            cell.update(verdict="UNSUPPORTED", reason=reason.split("UNSUPPORTED by ", 1)[1])
+        else:
+            cell.update(verdict="NOT RUN", reason="; ".join(other_skips) or "no check ran")
+        cell["examples_compared"] = sum(c.get("examples_compared", 0) for c in checks)
+        worst = [c["worst"]["error_over_bound"] for c in checks if c.get("worst")]
+        if worst:
+            cell["worst_error_over_bound"] = max(worst)
+        if other_skips and cell["verdict"] != "NOT RUN":
+            cell["not_run"] = other_skips
+        excluded: dict[str, int] = {}
+        for c in checks:
+            for reason, count in c.get("examples_excluded", {}).items():
+                excluded[reason] = excluded.get(reason, 0) + count
+        if excluded:
+            cell["excluded"] = excluded
+        result.append(cell)
+    return result
+
+
+def build(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "implementations": {
+            name: {
+                "verdict": report["verdict"],
+                "environment": report["environment"],
+                "versions": report.get("implementation_versions", {}),
+                "run_seconds": report.get("matrix_run_seconds"),
+                "report": f"{name}/report.json",
+            }
+            for name, report in reports.items()
+        },
+        "cells": [cell for name, report in reports.items() for cell in cells(name, report)],
+    }
+
+
+def render(matrix: dict[str, Any]) -> str:
+    names = list(matrix["implementations"])
+    lines = ["# The implementations matrix", ""]
+    first = next(iter(matrix["implementations"].values()))["environment"]
+    lines += [
+        f"torch {first['torch']}, {first['device']} ({first['device_name']}), Python {first['python']}.",
+        "Each cell: the value, gradient and rejection properties of that loss and dtype at ci depth "
+        "(`verification/`), against that implementation.",
+        "",
+    ]
+    by_key = {(c["implementation"], c["loss"], c["check"], c["dtype"]): c for c in matrix["cells"]}
+    rows = sorted({(c["loss"], c["check"], c["dtype"]) for c in matrix["cells"]})
+    lines += ["| loss | check | dtype | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for loss, check, dtype in rows:
+        verdicts = []
+        for name in names:
+            cell = by_key.get((name, loss, check, dtype))
+            verdicts.append(cell["verdict"] if cell else "—")
+        lines.append(f"| {loss} | {check} | {dtype} | " + " | ".join(verdicts) + " |")
+    lines += ["", "## Runs", ""]
+    for name, run in matrix["implementations"].items():
+        lines.append(f"- **{name}**: {run['verdict']} ({run['run_seconds']} s; report: `{run['report']}`)")
+    failed = [c for c in matrix["cells"] if c["verdict"] == "FAILED"]
+    if failed:
+        lines += ["", "## FAILED cells", ""]
+        for cell in failed:
+            lines += [
+                f"### {cell['implementation']}: {cell['loss']} {cell['check']}, {cell['dtype']}",
+                "",
+                cell["counterexample"],
+                "",
+                "```python",
+                cell["reproducer"],
+                "```",
+                "",
+            ]
+    unsupported = [c for c in matrix["cells"] if c["verdict"] in ("UNSUPPORTED", "NOT RUN")]
+    if unsupported:
+        lines += ["", "## UNSUPPORTED and NOT RUN cells", ""]
+        for cell in unsupported:
+            lines.append(
+                f"- {cell['implementation']}: {cell['loss']} {cell['check']}, {cell['dtype']}: {cell['reason']}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import adapters
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--implementations", default=",".join([EAGER, *adapters.ADAPTERS]))
+    parser.add_argument("--out", default=os.environ.get("LOSS_PARITY_MATRIX", "evidence/matrix"))
+    parser.add_argument("pytest_args", nargs="*", help="passed to every pytest run (after --)")
+    args = parser.parse_args(argv)
+    out = (ROOT / args.out).resolve()
+    reports = {name: run_implementation(name, out, args.pytest_args) for name in args.implementations.split(",")}
+    matrix = build(reports)
+    (out / "matrix.json").write_text(json.dumps(matrix, indent=2, sort_keys=True) + "\n")
+    (out / "matrix.md").write_text(render(matrix))
+    counts = {v: sum(c["verdict"] == v for c in matrix["cells"]) for v in ("VERIFIED", "FAILED", "UNSUPPORTED")}
+    print(f"matrix: {counts} -> {out / 'matrix.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
