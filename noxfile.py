@@ -112,11 +112,15 @@ def matrix(session: nox.Session) -> None:
     """The implementations matrix: the value, gradient and rejection properties at ci depth against torch's eager
     kernels and every adapter (adapters/: torch's decompositions, torch.compile), each cell VERIFIED, FAILED or
     UNSUPPORTED; writes evidence/matrix/ (matrix.json, matrix.md, one evidence report per implementation). Choose
-    implementations with `-- --implementations eager,compile`; arguments after them go to pytest."""
+    implementations with `-- --implementations eager,compile`; other arguments go to each pytest run (-n auto
+    unless they choose)."""
     _install_suite(session)
     # inductor's compiled graphs are kept between runs: a graph built before costs about 0.15 s instead of 2 s.
     cache = os.path.abspath(".cache/torchinductor")
-    session.run("python", "-m", "reporting.matrix", *session.posargs, env={"TORCHINDUCTOR_CACHE_DIR": cache})
+    session.run(
+        "python", "-m", "reporting.matrix", *_parallel(session.posargs), *session.posargs,
+        env={"TORCHINDUCTOR_CACHE_DIR": cache},
+    )  # fmt: skip
 
 
 @nox.session

@@ -198,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--implementations", default=",".join([EAGER, *adapters.ADAPTERS]))
     parser.add_argument("--out", default=os.environ.get("LOSS_PARITY_MATRIX", "evidence/matrix"))
-    parser.add_argument("pytest_args", nargs="*", help="passed to every pytest run (after --)")
-    args = parser.parse_args(argv)
+    # Every other argument goes to each pytest run (-n 2, -k ..., --hypothesis-profile=thorough).
+    args, pytest_args = parser.parse_known_args(argv)
     out = (ROOT / args.out).resolve()
-    reports = {name: run_implementation(name, out, args.pytest_args) for name in args.implementations.split(",")}
+    reports = {name: run_implementation(name, out, pytest_args) for name in args.implementations.split(",")}
     matrix = build(reports)
     (out / "matrix.json").write_text(json.dumps(matrix, indent=2, sort_keys=True) + "\n")
     (out / "matrix.md").write_text(render(matrix))
