@@ -1,0 +1,56 @@
+"""An adapter's ``Unsupported``: an argument it lacks leaves the case out with the reason counted; a whole check
+it lacks (a dtype, the backward pass) is skipped with the reason the matrix reads as UNSUPPORTED."""
+
+import numpy as np
+import pytest
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters import Unsupported
+from verification import ledger
+from verification.cases import Case, CaseBatch
+from verification.compare import check_parity_batch
+from verification.divergences import none
+from verification.dtypes import FLOAT64
+
+CASE = Case("nll_loss", np.array([[0.5, -1.0, 2.0]]), np.array([2]), {"reduction": "sum"})
+
+
+def _check(impl):
+    check_parity_batch(CaseBatch.of(CASE), impl, form="functional", dtype=FLOAT64, device="cpu", divergence=none)
+
+
+def test_an_unsupported_argument_leaves_the_case_out_with_its_reason():
+    """Of two cases, the one the implementation lacks is left out, counted under its reason; the other is compared."""
+
+    def lacks_positive_targets(input, target, **kwargs):
+        if target.item() > 0:
+            raise Unsupported("no class index above 0")
+        return F.nll_loss(input, target, **kwargs)
+
+    other = Case("nll_loss", CASE.input, np.array([0]), CASE.kwargs)
+    batch = CaseBatch(
+        "nll_loss", np.stack([CASE.input, other.input]), np.stack([CASE.target, other.target]), CASE.kwargs
+    )
+    ledger.RECORDS.pop(ledger.current_test(), None)
+
+    @settings(max_examples=1, database=None)
+    @given(st.just(batch))
+    def check(batch):
+        check_parity_batch(
+            batch, lacks_positive_targets, form="functional", dtype=FLOAT64, device="cpu", divergence=none
+        )
+
+    check()
+    record = ledger.RECORDS[ledger.current_test()]
+    assert record.excluded == {"unsupported by torch: no class index above 0": 1}
+    assert record.compared == 1
+
+
+def test_a_whole_check_unsupported_is_skipped_with_its_reason():
+    def lacks_float64(input, target, **kwargs):
+        raise Unsupported("no float64 kernels", whole=True)
+
+    with pytest.raises(pytest.skip.Exception, match="UNSUPPORTED by torch: no float64 kernels"):
+        _check(lacks_float64)
