@@ -18,6 +18,7 @@ inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``; ``nox -s matrix`` keeps i
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -77,7 +78,5 @@ LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss"
 
 
 def versions() -> dict[str, str]:
-    import os
-
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++") or "none found"
     return {"torch": torch.__version__, "c++ compiler": compiler}
