@@ -74,7 +74,7 @@ def _index_target(case: Any) -> bool:
     return case.loss in CATEGORICAL and case.target.dtype.kind in "iu"
 
 
-def known_divergence(case: Any) -> str | None:
+def known_divergence(case: Any, dtype: Any = None) -> str | None:
     if _index_target(case) and case.target.dtype == np.uint8:
         return (
             "torch 2.13's decomposition of nll_loss_forward gathers with a uint8 class-index target, which gather "
@@ -105,14 +105,14 @@ def _total_weight_is_0(case: Any) -> bool:
     return bool(kept.size == 0 or np.sum(weight[np.clip(kept, 0, classes - 1)]) == 0)
 
 
-def known_gradient_divergence(case: Any) -> str | None:
+def known_gradient_divergence(case: Any, dtype: Any = None) -> str | None:
     if _total_weight_is_0(case):
         return (
             "torch 2.13's decomposition of nll_loss_backward divides every element's gradient by a total weight of "
             "0, giving NaN off the target where the eager kernel gives 0 "
             "(test_nll_gradient_is_nan_off_the_target_where_the_total_weight_is_0_in_the_decomposition)"
         )
-    return known_divergence(case)
+    return known_divergence(case, dtype)
 
 
 class _Decomposing(TorchDispatchMode):

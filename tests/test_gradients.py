@@ -56,7 +56,7 @@ def test_nll_gradient_is_0_off_the_target_where_the_total_weight_is_0(dtype, dev
     target, exactly 0 at every other class. (A non-zero grad_output makes torch's grad_output / W infinite, and
     the tolerance model then leaves 0 * inf without a bound.)"""
     impl, form = implementation_in_its_form("nll_loss")
-    divergence = known_gradient_divergence(impl, divergences.none)(ZERO_TOTAL_WEIGHT)
+    divergence = known_gradient_divergence(impl, divergences.none, dtype)(ZERO_TOTAL_WEIGHT)
     if divergence:  # an --impl adapter's own named divergence
         pytest.skip(divergence)
     check_gradient_parity(ZERO_TOTAL_WEIGHT, np.asarray(0.0), impl, form=form, dtype=dtype, device=device)

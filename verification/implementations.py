@@ -17,7 +17,7 @@ from torch import nn
 
 import adapters
 
-from . import divergences, registry
+from . import registry
 from .cases import Case
 
 LossImpl = Callable[..., torch.Tensor]
@@ -88,9 +88,9 @@ class ImplUnderTest:
         call.label = target  # type: ignore[attr-defined]  # how failures name it instead of "torch"
         # An adapter's own named divergences (adapters/): the rules that exclude a case, with the divergence's name.
         module = importlib.import_module(module_name)
-        call.known_divergence = getattr(module, "known_divergence", divergences.none)  # type: ignore[attr-defined]
+        call.known_divergence = getattr(module, "known_divergence", _no_divergence)  # type: ignore[attr-defined]
         call.known_gradient_divergence = getattr(  # type: ignore[attr-defined]
-            module, "known_gradient_divergence", divergences.none
+            module, "known_gradient_divergence", _no_divergence
         )
         self.call: LossImpl = call
 
@@ -119,15 +119,22 @@ def implementation_under_test(impls: dict[str, ImplUnderTest], loss: str, form: 
     return chosen.call
 
 
-def known_divergence(impl: LossImpl, rule: Callable[[Case], str | None]) -> Callable[[Case], str | None]:
-    """torch's rule for a loss (``rule``), and the implementation's own named divergences where it has any."""
-    own = getattr(impl, "known_divergence", divergences.none)
-    return lambda case: rule(case) or own(case)
+def _no_divergence(case: Case, dtype: Any) -> str | None:
+    return None
 
 
-def known_gradient_divergence(impl: LossImpl, rule: Callable[[Case], str | None]) -> Callable[[Case], str | None]:
-    own = getattr(impl, "known_gradient_divergence", divergences.none)
-    return lambda case: rule(case) or own(case)
+def known_divergence(impl: LossImpl, rule: Callable[[Case], str | None], dtype: Any) -> Callable[[Case], str | None]:
+    """torch's rule for a loss (``rule``), and the implementation's own named divergences where it has any (an
+    adapter's rules take the dtype too: whether a case falls under one may depend on it)."""
+    own = getattr(impl, "known_divergence", _no_divergence)
+    return lambda case: rule(case) or own(case, dtype)
+
+
+def known_gradient_divergence(
+    impl: LossImpl, rule: Callable[[Case], str | None], dtype: Any
+) -> Callable[[Case], str | None]:
+    own = getattr(impl, "known_gradient_divergence", _no_divergence)
+    return lambda case: rule(case) or own(case, dtype)
 
 
 def label(impl: LossImpl) -> str:

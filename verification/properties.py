@@ -45,7 +45,7 @@ def batch_matches_reference(batch: CaseBatch, impl: LossImpl, *, form: str, dtyp
     """``impl`` computes every case of ``batch`` as the reference does, within the tolerance model's bounds; a case
     under a named divergence is excluded, counted under its name."""
     __tracebackhide__ = True
-    divergence = known_divergence(impl, registry.info(batch.loss).known_divergence)
+    divergence = known_divergence(impl, registry.info(batch.loss).known_divergence, dtype)
     check_parity_batch(batch, impl, form=form, dtype=dtype, device=device, divergence=divergence)
 
 
@@ -56,7 +56,7 @@ def batch_gradients_match_reference(
     reference's analytic gradient within the tolerance model's bounds; a case under a named divergence of the
     backward is excluded, counted under its name."""
     __tracebackhide__ = True
-    divergence = known_gradient_divergence(impl, registry.info(batch.loss).known_gradient_divergence)
+    divergence = known_gradient_divergence(impl, registry.info(batch.loss).known_gradient_divergence, dtype)
     check_gradient_parity_batch(batch, grad_outputs, impl, form=form, dtype=dtype, device=device, divergence=divergence)
 
 

@@ -1,0 +1,267 @@
+"""JAX: torch's five losses written with jax.numpy and jax.nn, float64 enabled, behind torch's functional signature.
+
+A port is what a user moving a model from torch to JAX writes: torch's documented semantics composed from JAX's
+primitives. Here each loss is composed from ``jax.nn.log_softmax``, ``jax.nn.softplus``, ``jnp.log``,
+``jnp.log1p``, ``jax.scipy.special.xlogy`` and JAX's reductions:
+
+* BCE: ``-w [y max(log p, -100) + (1 - y) max(log1p(-p), -100)]``;
+* BCEWithLogits: ``w [(1 - y) softplus(x) + pw y softplus(-x)]``;
+* NLL: ``-w[t] x[t]`` with ignore_index, 'mean' over the summed weights of the kept targets;
+* cross-entropy: log_softmax, then NLL for class indices, with torch's label smoothing
+  (``(1 - eps) nll + eps / C * smooth``, where ``smooth = -sum_c w_c logp_c`` over kept targets, 'mean' over
+  the same summed weights), or ``-sum_c w_c t'_c logp_c`` for probability targets (``t' = (1 - eps) t + eps / C``,
+  'mean' over the number of rows);
+* KL divergence: ``xlogy(t, t) - t x`` (``exp(t) (t - x)`` with log_target), 'batchmean' over the first dimension.
+
+Optax's losses (``sigmoid_binary_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``) are not used:
+they take no class weights, pos_weight, ignore_index or label smoothing, which a port must add around them anyway.
+The port does not validate its arguments, as JAX code usually does not: what torch rejects, it computes or fails
+on otherwise, which the rejection properties report.
+
+JAX runs op by op (no ``jax.jit``): a jitted function compiles again for every new shape, and the suite's shapes
+change from example to example. The gradient is ``jax.vjp`` of the same function, carried into torch's autograd by
+``torch.autograd.Function``. Every call checks that its result is a JAX array (``AdapterError`` otherwise);
+``COUNTS`` counts the calls.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import torch
+from jax.scipy.special import xlogy
+
+from . import AdapterError
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_platforms", "cpu")
+
+COUNTS: Counter[str] = Counter()
+
+UNSUPPORTED: dict[str, str] = {}
+
+# ---------------------------------------------------------------------------------------------
+# Named divergence: XLA on the CPU flushes subnormals to zero, inputs and results alike (FTZ and DAZ; JAX
+# works as intended here: jax-ml/jax#16200, openxla/xla#22858). Its test is in tests/adapters/test_jax_port.py;
+# the rule leaves out every case where a subnormal of the dtype is visible: in an argument, or in the loss's
+# exact value. (A subnormal that arises only inside the computation is not visible to the rule; where one
+# changes a result beyond the bound, the property reports it.)
+# ---------------------------------------------------------------------------------------------
+
+
+def _has_subnormal(values: Any, smallest_normal: float) -> bool:
+    magnitudes = np.abs(np.asarray(values, dtype=np.float64))
+    return bool(np.any((magnitudes > 0) & (magnitudes < smallest_normal)))
+
+
+def known_divergence(case: Any, dtype: Any) -> str | None:
+    import reference
+
+    floats = [case.input, *(v for v in case.kwargs.values() if isinstance(v, np.ndarray | float))]
+    if case.target.dtype.kind == "f":
+        floats.append(case.target)
+    try:
+        floats.append(getattr(reference, case.loss)(case.input, case.target, **case.kwargs))
+    except Exception:  # a call the reference rejects is no subnormal result
+        pass
+    if any(_has_subnormal(values, dtype.smallest_normal) for values in floats):
+        return (
+            "XLA on the CPU flushes subnormal inputs and results to zero (jax-ml/jax#16200) "
+            "(test_xla_flushes_subnormals_to_zero_on_the_cpu)"
+        )
+    return None
+
+
+known_gradient_divergence = known_divergence
+
+
+# --- between torch and JAX -----------------------------------------------------------------------------------
+
+
+def _to_jax(tensor: torch.Tensor) -> jax.Array:
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:  # NumPy has no bfloat16: the same bits, as ml_dtypes' bfloat16
+        return jnp.asarray(tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16))
+    return jnp.asarray(tensor.numpy())
+
+
+def _to_torch(array: jax.Array) -> torch.Tensor:
+    values = np.asarray(array)
+    if values.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(values.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(values.copy())
+
+
+def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return jnp.sum(loss)
+    if reduction == "mean":
+        return jnp.mean(loss)
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+# --- the losses, in JAX ---------------------------------------------------------------------------------------
+
+
+def bce(p: jax.Array, y: jax.Array, weight: jax.Array | None = None, reduction: str = "mean") -> jax.Array:
+    loss = -(y * jnp.maximum(jnp.log(p), -100) + (1 - y) * jnp.maximum(jnp.log1p(-p), -100))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def bce_with_logits(
+    x: jax.Array,
+    y: jax.Array,
+    weight: jax.Array | None = None,
+    reduction: str = "mean",
+    pos_weight: jax.Array | None = None,
+) -> jax.Array:
+    positive = jax.nn.softplus(-x) * y
+    if pos_weight is not None:
+        positive = positive * pos_weight
+    loss = (1 - y) * jax.nn.softplus(x) + positive
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def _class_dim(x: jax.Array) -> int:
+    return 0 if x.ndim == 1 else 1
+
+
+def _picked(logp: jax.Array, target: jax.Array, weight: jax.Array | None, ignore_index: int) -> tuple[Any, Any]:
+    """Each position's -w[t] logp[t] (0 where t is ignore_index) and its weight w[t] (0 there too)."""
+    dim = _class_dim(logp)
+    classes = logp.shape[dim]
+    t = target.astype(jnp.int64)
+    kept = t != ignore_index
+    safe = jnp.where(kept, t, 0)
+    picked = jnp.squeeze(jnp.take_along_axis(logp, jnp.expand_dims(safe, dim), axis=dim), dim)
+    w = jnp.ones(classes, logp.dtype) if weight is None else weight
+    weights = jnp.where(kept, w[safe], jnp.zeros((), logp.dtype))
+    return jnp.where(kept, -weights * picked, jnp.zeros((), logp.dtype)), weights
+
+
+def nll(
+    logp: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> jax.Array:
+    losses, weights = _picked(logp, target, weight, ignore_index)
+    if reduction == "mean":
+        return jnp.sum(losses) / jnp.sum(weights)
+    return _reduce(losses, reduction)
+
+
+def _class_weights_along(weight: jax.Array, x: jax.Array) -> jax.Array:
+    shape = [1] * x.ndim
+    shape[_class_dim(x)] = weight.shape[0]
+    return weight.reshape(shape)
+
+
+def cross_entropy_(
+    x: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+    dim = _class_dim(x)
+    classes = x.shape[dim]
+    logp = jax.nn.log_softmax(x, axis=dim)
+    w = None if weight is None else _class_weights_along(weight, x)
+    if jnp.issubdtype(target.dtype, jnp.floating):  # probabilities over the classes
+        if label_smoothing > 0:
+            target = target * (1 - label_smoothing) + label_smoothing / classes
+        terms = logp * target if w is None else logp * target * w
+        losses = -jnp.sum(terms, axis=dim)
+        if reduction == "mean":
+            return jnp.sum(losses) / (x.size / classes) if x.size else jnp.sum(losses) * jnp.nan
+        return _reduce(losses, reduction)
+    losses, weights = _picked(logp, target, weight, ignore_index)
+    value = jnp.sum(losses) / jnp.sum(weights) if reduction == "mean" else _reduce(losses, reduction)
+    if label_smoothing <= 0:
+        return value
+    smooth = -jnp.sum(logp if w is None else logp * w, axis=dim)
+    smooth = jnp.where(target.astype(jnp.int64) != ignore_index, smooth, jnp.zeros((), x.dtype))
+    if reduction == "mean":
+        smooth = jnp.sum(smooth) / jnp.sum(weights)
+    else:
+        smooth = _reduce(smooth, reduction)
+    return (1 - label_smoothing) * value + smooth * (label_smoothing / classes)
+
+
+def kl(x: jax.Array, t: jax.Array, reduction: str = "mean", log_target: bool = False) -> jax.Array:
+    loss = jnp.exp(t) * (t - x) if log_target else xlogy(t, t) - t * x
+    if reduction == "batchmean":
+        total = jnp.sum(loss)
+        return total / x.shape[0] if x.ndim else total
+    return _reduce(loss, reduction)
+
+
+# --- torch's signature ----------------------------------------------------------------------------------------
+
+
+class _ThroughJax(torch.autograd.Function):
+    """The loss in JAX, its gradient with respect to the input from jax.vjp."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, function: Callable[[jax.Array], jax.Array]) -> Any:
+        value, ctx.vjp = jax.vjp(function, _to_jax(input))
+        ctx.device = input.device
+        return _checked(value).to(input.device)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> Any:
+        (grad_input,) = ctx.vjp(_to_jax(grad_output))
+        return _checked(grad_input).to(ctx.device), None
+
+
+def _checked(value: Any) -> torch.Tensor:
+    if not isinstance(value, jax.Array):
+        raise AdapterError(f"the JAX port returned {type(value).__name__}, not a JAX array")
+    COUNTS["jax results"] += 1
+    return _to_torch(value)
+
+
+def _port(loss: str, function: Callable[..., jax.Array], tensor_kwargs: tuple[str, ...]) -> Callable[..., torch.Tensor]:
+    def call(input: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        converted = {k: _to_jax(v) if k in tensor_kwargs and v is not None else v for k, v in kwargs.items()}
+        t = _to_jax(target)
+
+        def of_input(x: jax.Array) -> jax.Array:
+            return function(x, t, **converted)
+
+        if input.requires_grad:
+            result: torch.Tensor = _ThroughJax.apply(input, of_input)
+            return result
+        return _checked(of_input(_to_jax(input))).to(input.device)
+
+    call.__name__ = call.__qualname__ = loss
+    call.__doc__ = f"torch.nn.functional.{loss}'s semantics in jax.numpy (adapters/jax_port.py)."
+    return call
+
+
+binary_cross_entropy = _port("binary_cross_entropy", bce, ("weight",))
+binary_cross_entropy_with_logits = _port("binary_cross_entropy_with_logits", bce_with_logits, ("weight", "pos_weight"))
+nll_loss = _port("nll_loss", nll, ("weight",))
+cross_entropy = _port("cross_entropy", cross_entropy_, ("weight",))
+kl_div = _port("kl_div", kl, ())
+
+LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "kl_div")
+
+
+def versions() -> dict[str, str]:
+    return {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else ""}

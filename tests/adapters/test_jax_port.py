@@ -1,0 +1,55 @@
+"""The JAX port (adapters/jax_port.py): that it computes in JAX and not in torch, that a planted bug in it fails
+value parity, and its named divergence."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+jax_port = pytest.importorskip("adapters.jax_port", reason="jax is not installed (pip install -e '.[matrix]')")
+
+from verification.cases import Case, CaseBatch  # noqa: E402
+from verification.compare import ParityError, check_parity_batch  # noqa: E402
+from verification.divergences import none  # noqa: E402
+from verification.dtypes import FLOAT32, FLOAT64  # noqa: E402
+
+
+def test_the_port_computes_in_jax_not_torch(monkeypatch):
+    """With torch's loss functions made to raise, the port still computes each loss, value and gradient, and
+    every result came back from JAX."""
+    x = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    want = F.cross_entropy(x, torch.tensor([2]), label_smoothing=0.1)
+    for name in jax_port.LOSSES:
+        monkeypatch.setattr(F, name, lambda *args, **kwargs: pytest.fail("the port called torch"))
+    results = jax_port.COUNTS["jax results"]
+    got = jax_port.cross_entropy(x, torch.tensor([2]), label_smoothing=0.1)
+    got.backward()
+    assert jax_port.COUNTS["jax results"] == results + 2  # the value, then the gradient
+    assert got.item() == pytest.approx(want.item(), rel=1e-15)
+    assert x.grad is not None
+
+
+def test_a_planted_bug_in_the_port_is_caught(monkeypatch):
+    """A port whose BCEWithLogits drops pos_weight fails value parity."""
+    original = jax_port.bce_with_logits
+
+    def without_pos_weight(x, y, weight=None, reduction="mean", pos_weight=None):
+        return original(x, y, weight, reduction)
+
+    planted = jax_port._port("binary_cross_entropy_with_logits", without_pos_weight, ("weight", "pos_weight"))
+    kwargs = {"pos_weight": np.array([3.0]), "reduction": "sum"}
+    case = Case("binary_cross_entropy_with_logits", np.array([0.5, -1.0]), np.array([1.0, 1.0]), kwargs)
+    with pytest.raises(ParityError, match="binary_cross_entropy_with_logits"):
+        check_parity_batch(CaseBatch.of(case), planted, form="functional", dtype=FLOAT64, device="cpu", divergence=none)
+
+
+def test_xla_flushes_subnormals_to_zero_on_the_cpu():
+    """Named divergence (jax-ml/jax#16200): XLA on the CPU treats subnormal inputs as 0 and flushes subnormal
+    results to 0, in float32 and float64; torch computes them. BCEWithLogits of a subnormal weight is 0 in the
+    port and the weight times log 2 in torch."""
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # subnormal in float32
+    assert F.binary_cross_entropy_with_logits(torch.zeros(1), torch.zeros(1), weight=tiny).item() > 0
+    assert jax_port.binary_cross_entropy_with_logits(torch.zeros(1), torch.zeros(1), weight=tiny).item() == 0.0
+    case = Case("binary_cross_entropy_with_logits", np.zeros(1), np.zeros(1), {"weight": np.array([1e-39])})
+    assert "flushes subnormal" in jax_port.known_divergence(case, FLOAT32)
+    assert jax_port.known_divergence(case, FLOAT64) is None  # 1e-39 is normal in float64
