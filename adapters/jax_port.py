@@ -60,8 +60,22 @@ def _has_subnormal(values: Any, smallest_normal: float) -> bool:
     return bool(np.any((magnitudes > 0) & (magnitudes < smallest_normal)))
 
 
+# XLA's float64 log1p on the CPU is up to 129 ulps off for arguments between about -0.53 and -0.28
+# (jax-ml/jax#39707); BCE takes log1p(-p), so p in [0.28, 0.53] (float32 is unaffected). Its test is
+# test_xla_float64_log1p_is_far_off_near_minus_0_414.
+LOG1P_INACCURATE = (0.27, 0.54)
+
+
 def known_divergence(case: Any, dtype: Any) -> str | None:
     import reference
+
+    if case.loss == "binary_cross_entropy" and dtype.name == "float64":
+        low, high = LOG1P_INACCURATE
+        if np.any((case.input >= low) & (case.input <= high)):
+            return (
+                "XLA's float64 log1p on the CPU is up to 129 ulps off for arguments in [-0.53, -0.28] "
+                "(jax-ml/jax#39707) (test_xla_float64_log1p_is_far_off_near_minus_0_414)"
+            )
 
     floats = [case.input, *(v for v in case.kwargs.values() if isinstance(v, np.ndarray | float))]
     if case.target.dtype.kind == "f":

@@ -53,3 +53,22 @@ def test_xla_flushes_subnormals_to_zero_on_the_cpu():
     case = Case("binary_cross_entropy_with_logits", np.zeros(1), np.zeros(1), {"weight": np.array([1e-39])})
     assert "flushes subnormal" in jax_port.known_divergence(case, FLOAT32)
     assert jax_port.known_divergence(case, FLOAT64) is None  # 1e-39 is normal in float64
+
+
+def test_xla_float64_log1p_is_far_off_near_minus_0_414():
+    """Named divergence (jax-ml/jax#39707): XLA's float64 log1p on the CPU is up to 129 ulps off for arguments
+    between about -0.53 and -0.28, so the port's BCE, which takes log1p(-p), is tens of ulps off for p there;
+    torch's BCE is within 1 ulp of the exact value."""
+    import mpmath
+
+    p = 0.41395588246519277
+    mpmath.mp.prec = 200
+    exact = -float(mpmath.log(1 - mpmath.mpf(p)))  # BCE with target 0: -log(1 - p)
+    ulp = np.spacing(exact)
+    ours = jax_port.binary_cross_entropy(torch.tensor(p, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64))
+    theirs = F.binary_cross_entropy(torch.tensor(p, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64))
+    assert abs(ours.item() - exact) > 50 * ulp
+    assert abs(theirs.item() - exact) <= ulp
+    case = Case("binary_cross_entropy", np.array([p]), np.array([0.0]), {})
+    assert "jax-ml/jax#39707" in jax_port.known_divergence(case, FLOAT64)
+    assert jax_port.known_divergence(case, FLOAT32) is None
