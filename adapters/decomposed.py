@@ -105,6 +105,49 @@ def _total_weight_is_0(case: Any) -> bool:
     return bool(kept.size == 0 or np.sum(weight[np.clip(kept, 0, classes - 1)]) == 0)
 
 
+# The defects (verification/rejections.py) that the decompositions do not reject as torch's eager kernels do: the
+# rejection property leaves each out with the reason; each named test asserts the decompositions' actual behaviour.
+_NO_RANGE_CHECK = (
+    "the decomposition of binary_cross_entropy checks no ranges and computes it "
+    "(test_bce_decomposition_checks_no_ranges_or_dtypes)"
+)
+_NO_DTYPE_CHECK = (
+    "the decompositions check no dtypes and compute it "
+    "(test_bce_decomposition_checks_no_ranges_or_dtypes, test_nll_decomposition_checks_no_dtypes)"
+)
+_ENLARGES = (
+    "the decompositions broadcast weights both ways and enlarge the output, which this defect's draws include "
+    "(test_decompositions_accept_weights_that_enlarge_the_output)"
+)
+_OTHER_CLASS = (
+    "the decomposition of nll_loss_forward raises another exception class "
+    "(test_nll_decomposition_raises_other_exception_classes)"
+)
+REJECTION_DIVERGENCES = {
+    "binary_cross_entropy: an input outside [0, 1] (NaN included)": _NO_RANGE_CHECK,
+    "binary_cross_entropy: a target outside [0, 1] (NaN included)": _NO_RANGE_CHECK,
+    "binary_cross_entropy: a target of another dtype than the input": _NO_DTYPE_CHECK,
+    "binary_cross_entropy: a weight that would enlarge the output": _ENLARGES,
+    "binary_cross_entropy: a weight that does not broadcast to the target": _ENLARGES,
+    "binary_cross_entropy_with_logits: a weight that would enlarge the output": _ENLARGES,
+    "binary_cross_entropy_with_logits: a weight that does not broadcast to the target": _ENLARGES,
+    "binary_cross_entropy_with_logits: a pos_weight that would enlarge the output": _ENLARGES,
+    "binary_cross_entropy_with_logits: a pos_weight that does not broadcast to the target": _ENLARGES,
+    **{
+        f"{loss}: {what}": reason
+        for loss in CATEGORICAL
+        for what, reason in (
+            ("an index target that is neither int64 nor uint8", _NO_DTYPE_CHECK),
+            ("class weights of another dtype than the input", _NO_DTYPE_CHECK),
+            ("a class index outside [0, C) that is not ignore_index", _OTHER_CLASS),
+            ("a 2-dimensional target for an (N, C) input", _OTHER_CLASS),
+            ("an unbatched input with a target of more than one class", _OTHER_CLASS),
+            ("class weights of the wrong size or rank", _OTHER_CLASS),
+        )
+    },
+}
+
+
 def known_gradient_divergence(case: Any, dtype: Any = None) -> str | None:
     if _total_weight_is_0(case):
         return (

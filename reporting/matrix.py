@@ -8,8 +8,9 @@ need and runs it.
 
 A cell is the checks of one loss and dtype (rejections: of one loss, any dtype) for one implementation:
 FAILED if any of them failed, UNSUPPORTED if every one was skipped as unsupported by the implementation,
-VERIFIED if every one that ran passed. A skip for another reason (the module form, which an adapter does not
-have) is named in the cell, never counted as a pass.
+VERIFIED if every one that ran passed ("(N named)": N named divergences left cases or checks out), NAMED
+DIVERGENCE if every one was left out under a named divergence of the implementation. A skip for another reason
+(the module form, which an adapter does not have) is named in the cell, never counted as a pass.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     for (loss, kind, dtype), checks in sorted(grouped.items()):
         failed = [c for c in checks if c["outcome"] in ("failed", "error")]
         unsupported = [c for c in checks if "UNSUPPORTED by" in c.get("skip_reason", "")]
-        other_skips = sorted({c["skip_reason"] for c in checks if c["outcome"] == "skipped" and c not in unsupported})
+        named = sorted({c["skip_reason"] for c in checks if "named divergence of" in c.get("skip_reason", "")})
+        skipped = [c for c in checks if c["outcome"] == "skipped" and c not in unsupported]
+        other_skips = sorted({c["skip_reason"] for c in skipped if "named divergence of" not in c["skip_reason"]})
         passed = [c for c in checks if c["outcome"] == "passed"]
         cell: dict[str, Any] = {"implementation": name, "loss": loss, "check": kind, "dtype": dtype}
         if failed:
@@ -112,6 +115,8 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
         elif unsupported:
             reason = unsupported[0]["skip_reason"]
             cell.update(verdict="UNSUPPORTED", reason=reason.split("UNSUPPORTED by ", 1)[1])
+        elif named:
+            cell.update(verdict="NAMED DIVERGENCE", reason="; ".join(named))
         else:
             cell.update(verdict="NOT RUN", reason="; ".join(other_skips) or "no check ran")
         cell["examples_compared"] = sum(c.get("examples_compared", 0) for c in checks)
@@ -120,6 +125,8 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
             cell["worst_error_over_bound"] = max(worst)
         if other_skips and cell["verdict"] != "NOT RUN":
             cell["not_run"] = other_skips
+        if named:
+            cell["named_divergences"] = named
         excluded: dict[str, int] = {}
         for c in checks:
             for reason, count in c.get("examples_excluded", {}).items():
@@ -163,7 +170,13 @@ def render(matrix: dict[str, Any]) -> str:
         verdicts = []
         for name in names:
             cell = by_key.get((name, loss, check, dtype))
-            verdicts.append(cell["verdict"] if cell else "—")
+            if cell is None:
+                verdicts.append("—")
+                continue
+            named = len(cell.get("named_divergences", [])) + len(
+                [r for r in cell.get("excluded", {}) if "(test_" in r and "no finite bound" not in r]
+            )
+            verdicts.append(cell["verdict"] + (f" ({named} named)" if named and cell["verdict"] == "VERIFIED" else ""))
         lines.append(f"| {loss} | {check} | {dtype} | " + " | ".join(verdicts) + " |")
     lines += ["", "## Runs", ""]
     for name, run in matrix["implementations"].items():
@@ -182,9 +195,9 @@ def render(matrix: dict[str, Any]) -> str:
                 "```",
                 "",
             ]
-    unsupported = [c for c in matrix["cells"] if c["verdict"] in ("UNSUPPORTED", "NOT RUN")]
+    unsupported = [c for c in matrix["cells"] if c["verdict"] in ("UNSUPPORTED", "NOT RUN", "NAMED DIVERGENCE")]
     if unsupported:
-        lines += ["", "## UNSUPPORTED and NOT RUN cells", ""]
+        lines += ["", "## UNSUPPORTED, NAMED DIVERGENCE and NOT RUN cells", ""]
         for cell in unsupported:
             lines.append(
                 f"- {cell['implementation']}: {cell['loss']} {cell['check']}, {cell['dtype']}: {cell['reason']}"
@@ -205,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     matrix = build(reports)
     (out / "matrix.json").write_text(json.dumps(matrix, indent=2, sort_keys=True) + "\n")
     (out / "matrix.md").write_text(render(matrix))
-    counts = {v: sum(c["verdict"] == v for c in matrix["cells"]) for v in ("VERIFIED", "FAILED", "UNSUPPORTED")}
+    verdicts = ("VERIFIED", "FAILED", "UNSUPPORTED", "NAMED DIVERGENCE", "NOT RUN")
+    counts = {v: sum(c["verdict"] == v for c in matrix["cells"]) for v in verdicts}
     print(f"matrix: {counts} -> {out / 'matrix.md'}")
     return 0
 

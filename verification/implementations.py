@@ -92,6 +92,7 @@ class ImplUnderTest:
         call.known_gradient_divergence = getattr(  # type: ignore[attr-defined]
             module, "known_gradient_divergence", _no_divergence
         )
+        call.rejection_divergences = getattr(module, "REJECTION_DIVERGENCES", {})  # type: ignore[attr-defined]
         self.call: LossImpl = call
 
 
@@ -135,6 +136,12 @@ def known_gradient_divergence(
 ) -> Callable[[Case], str | None]:
     own = getattr(impl, "known_gradient_divergence", _no_divergence)
     return lambda case: rule(case) or own(case, dtype)
+
+
+def rejection_divergence(impl: LossImpl, defect: object) -> str | None:
+    """The implementation's named divergence for a rejection defect (``str(defect)``, "loss: what"), if it has one."""
+    divergences: dict[str, str] = getattr(impl, "rejection_divergences", {})
+    return divergences.get(str(defect))
 
 
 def label(impl: LossImpl) -> str:

@@ -97,3 +97,77 @@ def test_nll_gradient_is_nan_off_the_target_where_the_total_weight_is_0_in_the_d
     ours = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
     decomposed.nll_loss(ours, torch.tensor(0), weight=weight).backward()
     assert torch.isnan(ours.grad).all()
+
+
+# --- what the decompositions reject, and what they do not ----------------------------------------------------
+
+F64 = torch.float64
+
+
+def _outcome(function, *args, **kwargs):
+    """The exception class ``function(*args, **kwargs)`` raises, or None if it returns."""
+    try:
+        function(*args, **kwargs)
+    except Exception as error:
+        return type(error)
+    return None
+
+
+def test_bce_decomposition_checks_no_ranges_or_dtypes():
+    """Named divergence: torch's eager BCE raises RuntimeError for an input or a target outside [0, 1] (NaN
+    included) and for a target of another dtype; its decomposition checks none of them and computes a value."""
+    half = torch.tensor([0.5], dtype=F64)
+    for input, target in (
+        (torch.tensor([1.5], dtype=F64), half),
+        (torch.tensor([float("nan")], dtype=F64), half),
+        (half, torch.tensor([2.0], dtype=F64)),
+        (half, torch.tensor([0.5], dtype=torch.float32)),
+    ):
+        assert _outcome(F.binary_cross_entropy, input, target) is RuntimeError
+        assert _outcome(decomposed.binary_cross_entropy, input, target) is None
+
+
+def test_decompositions_accept_weights_that_enlarge_the_output():
+    """Named divergence: torch's eager BCE and BCEWithLogits raise RuntimeError for a weight (or pos_weight) that
+    would enlarge the output; the decompositions broadcast it and return the larger shape. A weight that does not
+    broadcast at all raises RuntimeError in both."""
+    scalar, three = torch.tensor(0.5, dtype=F64), torch.ones(3, dtype=F64)
+    for loss, kwargs in (
+        ("binary_cross_entropy", {"weight": three}),
+        ("binary_cross_entropy_with_logits", {"weight": three}),
+        ("binary_cross_entropy_with_logits", {"pos_weight": three}),
+    ):
+        assert _outcome(getattr(F, loss), scalar, scalar, reduction="none", **kwargs) is RuntimeError
+        assert getattr(decomposed, loss)(scalar, scalar, reduction="none", **kwargs).shape == (3,)
+        pair = torch.full((2,), 0.5, dtype=F64)
+        assert _outcome(getattr(decomposed, loss), pair, pair, **kwargs) is RuntimeError
+
+
+def test_nll_decomposition_checks_no_dtypes():
+    """Named divergence: torch's eager NLL and cross-entropy raise RuntimeError for int32 class indices and for
+    class weights of another dtype than the input; the decompositions compute both."""
+    x = torch.tensor([[0.5, 1.0]], dtype=F64)
+    for loss in ("nll_loss", "cross_entropy"):
+        for target, kwargs in (
+            (torch.tensor([1], dtype=torch.int32), {}),
+            (torch.tensor([1]), {"weight": torch.ones(2)}),
+        ):
+            assert _outcome(getattr(F, loss), x, target, **kwargs) is RuntimeError
+            assert _outcome(getattr(decomposed, loss), x, target, **kwargs) is None
+
+
+def test_nll_decomposition_raises_other_exception_classes():
+    """Named divergence: where torch's eager NLL raises IndexError (a class index out of range), ValueError (an
+    unbatched input with a target of two classes) or RuntimeError (a 2-dimensional target for an (N, C) input,
+    class weights of the wrong size), the decomposition raises RuntimeError, RuntimeError, AssertionError and
+    AssertionError."""
+    x, unbatched = torch.tensor([[0.5, 1.0]], dtype=F64), torch.tensor([0.5], dtype=F64)
+    for loss in ("nll_loss", "cross_entropy"):
+        for input, target, kwargs, eager, ours in (
+            (x, torch.tensor([2]), {}, IndexError, RuntimeError),
+            (unbatched, torch.tensor([0, 0]), {}, ValueError, RuntimeError),  # (C,) = (1,), target (2,)
+            (x[:, :1], torch.tensor([[0, 0]]), {}, RuntimeError, AssertionError),  # (N, C) = (1, 1), target (1, 2)
+            (x, torch.tensor([1]), {"weight": torch.ones(3, dtype=F64)}, RuntimeError, AssertionError),
+        ):
+            assert _outcome(getattr(F, loss), input, target, **kwargs) is eager
+            assert _outcome(getattr(decomposed, loss), input, target, **kwargs) is ours
