@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.environ.get("LOSS_PARITY_MATRIX", "evidence/matrix"))
     # Every other argument goes to each pytest run (-n 2, -k ..., --hypothesis-profile=thorough).
     args, pytest_args = parser.parse_known_args(argv)
+    pytest_args = [arg for arg in pytest_args if arg != "--"]  # "--" between this tool's options and pytest's
     out = (ROOT / args.out).resolve()
     reports = {name: run_implementation(name, out, pytest_args) for name in args.implementations.split(",")}
     matrix = build(reports)
