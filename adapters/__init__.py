@@ -3,9 +3,10 @@
 An adapter is a module that defines, for each loss its implementation has, a function named like torch's
 (``cross_entropy(input, target, **kwargs) -> Tensor``) that computes the loss with that implementation and
 nothing else: torch's decompositions (``adapters.decomposed``), torch.compile with inductor
-(``adapters.compiled``), a port to JAX (``adapters.jax_port``). ``--impl NAME`` aims every value, gradient and
-rejection property at an adapter's functions; ``nox -s matrix`` runs every adapter and writes the matrix of
-verdicts.
+(``adapters.compiled``), a port to JAX (``adapters.jax_port``), ONNX's own loss operators and torch's ONNX export,
+both run by onnxruntime (``adapters.onnx_operators``, ``adapters.onnx_export``). ``--impl NAME`` aims every value,
+gradient and rejection property at an adapter's functions; ``nox -s matrix`` runs every adapter and writes the
+matrix of verdicts.
 
 Each adapter checks, on every call, that its implementation really ran (a compiled function that fell back to
 eager, a decomposition that let the eager loss kernel run, is an ``AdapterError``, never a silent pass), and
@@ -26,6 +27,8 @@ ADAPTERS = {
     "decompositions": "adapters.decomposed",
     "compile": "adapters.compiled",
     "jax": "adapters.jax_port",
+    "onnxruntime-operators": "adapters.onnx_operators",
+    "onnxruntime-export": "adapters.onnx_export",
 }
 
 
