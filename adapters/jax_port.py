@@ -152,6 +152,13 @@ def _class_dim(x: jax.Array) -> int:
     return 0 if x.ndim == 1 else 1
 
 
+def _unbatched(x: jax.Array, target: jax.Array) -> jax.Array:
+    """torch takes an unbatched input (C,) with a class-index target of shape (1,) as with a target of shape ()."""
+    if x.ndim == 1 and target.shape == (1,) and not jnp.issubdtype(target.dtype, jnp.floating):
+        return target.reshape(())
+    return target
+
+
 def _picked(logp: jax.Array, target: jax.Array, weight: jax.Array | None, ignore_index: int) -> tuple[Any, Any]:
     """Each position's -w[t] logp[t] (0 where t is ignore_index) and its weight w[t] (0 there too)."""
     dim = _class_dim(logp)
@@ -172,7 +179,7 @@ def nll(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> jax.Array:
-    losses, weights = _picked(logp, target, weight, ignore_index)
+    losses, weights = _picked(logp, _unbatched(logp, target), weight, ignore_index)
     if reduction == "mean":
         return jnp.sum(losses) / jnp.sum(weights)
     return _reduce(losses, reduction)
@@ -195,6 +202,7 @@ def cross_entropy_(
     dim = _class_dim(x)
     classes = x.shape[dim]
     logp = jax.nn.log_softmax(x, axis=dim)
+    target = _unbatched(x, target)
     w = None if weight is None else _class_weights_along(weight, x)
     if jnp.issubdtype(target.dtype, jnp.floating):  # probabilities over the classes
         if label_smoothing > 0:
@@ -206,7 +214,7 @@ def cross_entropy_(
         return _reduce(losses, reduction)
     losses, weights = _picked(logp, target, weight, ignore_index)
     value = jnp.sum(losses) / jnp.sum(weights) if reduction == "mean" else _reduce(losses, reduction)
-    if label_smoothing <= 0:
+    if not label_smoothing > 0:  # torch smooths only for a positive label_smoothing (not for NaN)
         return value
     smooth = -jnp.sum(logp if w is None else logp * w, axis=dim)
     smooth = jnp.where(target.astype(jnp.int64) != ignore_index, smooth, jnp.zeros((), x.dtype))
