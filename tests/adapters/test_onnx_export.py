@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[matrix]')")
 pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip install -e '.[matrix]')")
@@ -22,6 +21,8 @@ from verification.cases import Case, CaseBatch
 from verification.compare import ParityError, check_parity_batch
 from verification.divergences import none
 from verification.dtypes import FLOAT64
+
+from .ops_seen import OpsSeen
 
 X = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]], dtype=torch.float64)
 T = torch.tensor([2, 0])
@@ -36,16 +37,6 @@ CALLS = {
     "cross_entropy": (X, T, {"weight": W, "reduction": "sum"}),
     "kl_div": (X, P, {"reduction": "batchmean"}),
 }
-
-
-class _Ops(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ran = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ran.add(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def test_each_call_runs_an_exported_session_with_tensor_arguments_as_graph_inputs():
@@ -81,7 +72,7 @@ def test_once_exported_no_torch_loss_runs(loss, monkeypatch):
     for name in (*onnx_export.LOSSES, "log_softmax", "softmax", "logsigmoid"):
         monkeypatch.setattr(F, name, lambda *args, **kwargs: pytest.fail("the adapter called torch's loss"))
     monkeypatch.setattr(torch.onnx, "export", lambda *args, **kwargs: pytest.fail("the adapter exported again"))
-    with _Ops() as ops:
+    with OpsSeen() as ops:
         got = getattr(onnx_export, loss)(x, target, **kwargs)
     assert not LOSS_KERNELS & ops.ran, ops.ran
     assert all("loss" not in op and "softmax" not in op and "log" not in op for op in ops.ran), ops.ran

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[matrix]')")
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[matrix]')")
@@ -21,6 +20,8 @@ from verification.compare import ParityError, check_parity_batch
 from verification.divergences import none
 from verification.dtypes import FLOAT64
 
+from .ops_seen import OpsSeen
+
 X = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]], dtype=torch.float64)
 T = torch.tensor([2, 0])
 W = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
@@ -32,16 +33,6 @@ def fresh_sessions():
     onnx_operators._session.cache_clear()
     yield
     onnx_operators._session.cache_clear()
-
-
-class _Ops(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ran = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ran.add(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def test_each_call_runs_an_onnxruntime_session(fresh_sessions):
@@ -68,7 +59,7 @@ def test_the_computation_does_not_call_torch(monkeypatch):
     for name in (*onnx_operators.LOSSES, "log_softmax", "softmax"):
         monkeypatch.setattr(F, name, lambda *args, **kwargs: pytest.fail("the adapter called torch"))
     for loss in onnx_operators.LOSSES:
-        with _Ops() as ops:
+        with OpsSeen() as ops:
             got = getattr(onnx_operators, loss)(X, T, weight=W)
         assert not LOSS_KERNELS & ops.ran, ops.ran
         assert all("loss" not in op and "softmax" not in op for op in ops.ran), ops.ran
