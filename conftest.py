@@ -16,6 +16,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from verification import ledger
 from verification.implementations import ImplUnderTest, adapter_specs, implementation_under_test
 
 # The evidence plugin (reporting/), the hooks that hand it what each test measured, and pytester for the
@@ -124,6 +125,18 @@ def pytest_configure(config: pytest.Config) -> None:
     _share_the_cores_between_xdist_workers()
     config.option.device = _usable_device(config.getoption("device"))
     config.stash[IMPLEMENTATIONS] = _implementations(config.getoption("impl"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    """A property that compared nothing because the implementation under test lacks what every one of its cases
+    asks for (an argument its adapter declares unsupported) is skipped with the reason, as the matrix's UNSUPPORTED,
+    never passed with nothing compared."""
+    result = yield
+    reason = ledger.wholly_unsupported(item.nodeid)
+    if reason:
+        pytest.skip(reason)
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ eager, a decomposition that let the eager loss kernel run, is an ``AdapterError`
 declares what its implementation lacks by raising ``Unsupported`` with the reason: for an argument, the case is
 left out with that reason counted in the report; for a whole check (a dtype, or the backward pass), the check
 is skipped with that reason and the matrix says UNSUPPORTED. An adapter never raises ``Unsupported`` for what it
-could compute: the reasons are fixed in each adapter's ``UNSUPPORTED`` table, and ``tests/meta/test_adapters.py``
-holds them to it.
+could compute: the reasons are fixed in each adapter's ``UNSUPPORTED`` table, and a property whose every case was
+left out as unsupported is skipped as UNSUPPORTED (``verification.ledger.wholly_unsupported``), never passed.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def _left_out(unsupported: Unsupported, impl: LossImpl) -> str:
     the reason counted in the report."""
     if unsupported.whole:
         pytest.skip(f"UNSUPPORTED by {label(impl)}: {unsupported.reason}")
-    return f"unsupported by {label(impl)}: {unsupported.reason}"
+    return f"{ledger.UNSUPPORTED_BY}{label(impl)}: {unsupported.reason}"
 
 
 def _where(index: tuple[Any, ...]) -> str:

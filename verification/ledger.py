@@ -77,14 +77,34 @@ def exclude(reason: str) -> None:
     hypothesis.reject()
 
 
+# The prefix of the reason a case is excluded under when the implementation under test lacks one of its arguments
+# (verification.compare's ``Unsupported`` handling).
+UNSUPPORTED_BY = "unsupported by "
+
+
 def exclude_cases(reasons: list[str], *, of: int) -> None:
     """Count the cases of a batch of ``of`` that were excluded, one reason each; drop the hypothesis example if that
-    was every case (as ``exclude`` drops a single case's), so that hypothesis draws another in its place."""
+    was every case (as ``exclude`` drops a single case's), so that hypothesis draws another in its place.
+
+    An example whose every case the implementation does not support is not dropped: the cases of an example share
+    their arguments, so a variant built on an argument the implementation lacks would have every example dropped
+    and end in hypothesis's health check; it is counted instead, and ``wholly_unsupported`` names it."""
     for reason in reasons:
         RECORDS[current_test()].excluded[reason] += 1
         hypothesis.event(f"excluded: {reason}")
-    if reasons and len(reasons) == of:
+    if reasons and len(reasons) == of and not all(reason.startswith(UNSUPPORTED_BY) for reason in reasons):
         hypothesis.reject()
+
+
+def wholly_unsupported(test: str) -> str | None:
+    """If ``test`` compared nothing and the implementation under test left cases out as unsupported: their reasons,
+    for the skip that the matrix reads as UNSUPPORTED (the other exclusions stay counted in the report). None
+    otherwise."""
+    record = RECORDS.get(test)
+    if record is None or record.compared:
+        return None
+    reasons = sorted(reason for reason in record.excluded if reason.startswith(UNSUPPORTED_BY))
+    return "; ".join("UNSUPPORTED by " + reason.removeprefix(UNSUPPORTED_BY) for reason in reasons) or None
 
 
 def record_comparison(error: float, bound: float, ratio: float, expected: float, ulp: float) -> None:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import Unsupported
+from tests.meta.in_process import run_suite
 from verification import ledger
 from verification.cases import Case, CaseBatch
 from verification.compare import check_parity_batch
@@ -54,3 +55,31 @@ def test_a_whole_check_unsupported_is_skipped_with_its_reason():
 
     with pytest.raises(pytest.skip.Exception, match="UNSUPPORTED by torch: no float64 kernels"):
         _check(lacks_float64)
+
+
+def lacks_every_argument(input, target, **kwargs):
+    """An implementation that supports no call at all: every case raises ``Unsupported`` for an argument."""
+    raise Unsupported("no argument is supported")
+
+
+def test_a_property_whose_every_case_is_unsupported_is_skipped_as_unsupported(pytester):
+    """A property whose every case the implementation lacks ends skipped as UNSUPPORTED with the reason (what the
+    matrix reads), not in hypothesis's health check for too many dropped examples, and not passed with nothing
+    compared."""
+    result = run_suite(
+        pytester,
+        "tests/test_parity.py",
+        "-k",
+        "nll_loss and float64 and functional",
+        "--impl",
+        "nll_loss=tests.adapters.test_unsupported:lacks_every_argument",
+        "--hypothesis-profile=dev",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) >= 1 and not outcomes.get("failed") and not outcomes.get("passed"), outcomes
+    result.stdout.fnmatch_lines(
+        ["*UNSUPPORTED by tests.adapters.test_unsupported:lacks_every_argument: no argument is supported*"]
+    )
