@@ -35,16 +35,19 @@ costs about 0.25 ms, 0.15 ms of it in onnxruntime's run. ``COUNTS`` counts the s
 that a session ran (``AdapterError`` otherwise).
 
 Where onnxruntime 1.32 departs from torch's documented semantics, each pinned by a test in
-tests/adapters/test_onnx_operators.py (no rule here excludes them: the properties report them):
-SoftmaxCrossEntropyLoss fails on an empty batch; both operators take an unknown reduction as 'sum', a class index
-in [-C, -1] as counting from the last class, int32 targets, more than C class weights, and a target with fewer
-rows or positions than the input, all of which torch rejects.
+tests/adapters/test_onnx_operators.py that asserts what onnxruntime does, and named by the rules below
+(``known_divergence``, ``REJECTION_DIVERGENCES``), which leave out the cases or defects they cover under that name:
+SoftmaxCrossEntropyLoss fails on an empty batch (and on a zero size at target position 2 or later); both operators
+take an unknown reduction as 'sum', a class index in [-C, -1] as counting from the last class, int32 targets, more
+than C class weights, and a target with fewer rows or positions than the input, all of which torch rejects; what
+else torch rejects, onnxruntime rejects with its own exception classes.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import onnx
@@ -71,6 +74,83 @@ UNSUPPORTED: dict[str, str] = {
 LOSSES = ("nll_loss", "cross_entropy")
 
 OPERATORS = {"nll_loss": "NegativeLogLikelihoodLoss", "cross_entropy": "SoftmaxCrossEntropyLoss"}
+
+# ---------------------------------------------------------------------------------------------
+# Named divergences: where onnxruntime, running the operators' ONNX function bodies, departs from torch's
+# documented semantics. Each reason names the test in tests/adapters/test_onnx_operators.py that asserts what
+# onnxruntime does (so it fails once onnxruntime changes); the rules leave out the cases and defects they cover.
+# ---------------------------------------------------------------------------------------------
+
+
+def _empty_softmax_cross_entropy(case: Any) -> bool:
+    """An index-target cross_entropy that SoftmaxCrossEntropyLoss's function body cannot reshape: a batch of 0
+    (its Reshape of the scores to (N, C, -1)), or a size 0 at target position 2 or later (its Reshape back to the
+    target's shape reads that 0 as 'copy the dimension'). A size 0 at position 1 only is computed."""
+    input, target = np.asarray(case.input), np.asarray(case.target)
+    if case.loss != "cross_entropy" or target.dtype.kind not in "iu" or input.ndim < 2:
+        return False
+    return bool(input.shape[0] == 0 or 0 in input.shape[3:])
+
+
+def known_divergence(case: Any, dtype: Any = None) -> str | None:
+    if _empty_softmax_cross_entropy(case):
+        return (
+            "onnxruntime 1.32's SoftmaxCrossEntropyLoss fails in its function body's Reshape on an empty batch, or on "
+            "a size 0 at target position 2 or later, where torch gives NaN, 0 or an empty tensor "
+            "(test_softmax_cross_entropy_fails_on_an_empty_batch)"
+        )
+    return None
+
+
+def known_gradient_divergence(case: Any, dtype: Any = None) -> str | None:
+    # No gradient is computed (the backward pass is UNSUPPORTED as a whole); the forward's rules hold alike.
+    return known_divergence(case, dtype)
+
+
+# The defects (verification/rejections.py) that onnxruntime does not reject as torch does: the rejection property
+# leaves each out with the reason.
+_OTHER_CLASS = (
+    "onnxruntime raises its own exception class (Fail, InvalidArgument or InvalidGraph), not torch's "
+    "(test_onnxruntime_rejects_with_its_own_exception_classes)"
+)
+_CATEGORICAL_REJECTIONS = {
+    "an unknown reduction string": (
+        "both operators take a reduction other than 'none' or 'mean' as 'sum' (test_an_unknown_reduction_is_a_sum)"
+    ),
+    "a 0-dimensional input": _OTHER_CLASS,
+    "a target batch size that differs from the input's": (
+        "a target with more rows than the input raises onnxruntime's InvalidArgument, one with fewer is computed on "
+        "the leading rows (test_onnxruntime_rejects_with_its_own_exception_classes, "
+        "test_arguments_torch_rejects_that_onnxruntime_computes)"
+    ),
+    "a class index outside [0, C) that is not ignore_index": (
+        "GatherElements takes a class index in [-C, -1] as counting from the last class and raises onnxruntime's "
+        "Fail below -C or from C on (test_a_class_index_from_minus_c_to_minus_1_counts_from_the_end)"
+    ),
+    "class weights of the wrong size or rank": (
+        "more than C class weights are computed with the first C, and a (1, C) weight raises onnxruntime's Fail "
+        "(test_arguments_torch_rejects_that_onnxruntime_computes, "
+        "test_onnxruntime_rejects_with_its_own_exception_classes)"
+    ),
+    "class weights of another dtype than the input": _OTHER_CLASS,
+    "an index target that is neither int64 nor uint8": (
+        "int32 class indices are computed, other dtypes raise onnxruntime's InvalidGraph "
+        "(test_arguments_torch_rejects_that_onnxruntime_computes, "
+        "test_onnxruntime_rejects_with_its_own_exception_classes)"
+    ),
+    "a 2-dimensional target for an (N, C) input": _OTHER_CLASS,
+    "a K-dimensional target whose extra sizes differ from the input's": (
+        "a target larger than the input's extra sizes raises onnxruntime's InvalidArgument, a smaller one is "
+        "computed on the leading positions (test_onnxruntime_rejects_with_its_own_exception_classes, "
+        "test_arguments_torch_rejects_that_onnxruntime_computes)"
+    ),
+    "an unbatched input with a target of more than one class": _OTHER_CLASS,
+    "a uint8 target for a K-dimensional input": _OTHER_CLASS,
+}
+REJECTION_DIVERGENCES = {
+    **{f"{loss}: {what}": reason for loss in LOSSES for what, reason in _CATEGORICAL_REJECTIONS.items()},
+    "cross_entropy: an integer target of the input's shape (read as probabilities)": _OTHER_CLASS,
+}
 
 
 def onnx_type(dtype: torch.dtype) -> int:
