@@ -1,0 +1,79 @@
+"""The implementations matrix (reporting/matrix.py): how an implementation's evidence report becomes its cells, and
+what matrix.md says of each, from reports written here with every kind of outcome."""
+
+from reporting import matrix
+
+REPRODUCER = "import torch\nprint(torch.nn.functional.nll_loss(x, t))"
+FAILURE = (
+    "ParityError: nll_loss(input [1, 3], target [1]) in functional form, float32 on cpu: adapters.x:nll_loss gave 1.0 "
+    f"where the reference gives 2.0\n\nReproduce with:\n\n{REPRODUCER}\n\nthe rest of the traceback"
+)
+
+
+def _check(loss, kind, dtype, outcome, **more):
+    return {
+        "id": f"{loss}-{kind}-{dtype}-{outcome}",
+        "loss": loss,
+        "kind": kind,
+        "dtype": dtype,
+        "outcome": outcome,
+    } | more
+
+
+def _report(checks, **more):
+    environment = {"torch": "2.13.0", "device": "cpu", "device_name": "a CPU", "python": "3.11"}
+    return {"verdict": "FAILED", "environment": environment, "checks": checks, "matrix_run_seconds": 1.0} | more
+
+
+CHECKS = [
+    # a failed check makes its cell FAILED, whatever else passed
+    _check("nll_loss", "parity", "float32", "failed", failure=FAILURE),
+    _check("nll_loss", "parity", "float32", "passed", examples_compared=100),
+    # passed checks, one with a named divergence's skip beside it and cases excluded under named rules
+    _check("nll_loss", "parity", "float64", "passed", examples_compared=90, examples_excluded={"a rule (test_a)": 3}),
+    _check("nll_loss", "parity", "float64", "skipped", skip_reason="named divergence of x: y"),
+    # every check skipped as unsupported
+    _check("nll_loss", "gradient", "float32", "skipped", skip_reason="UNSUPPORTED by x: no backward pass"),
+    # every check left out under a named divergence
+    _check("nll_loss", "rejection", "float32", "skipped", skip_reason="named divergence of x: accepts int32"),
+    # skipped for another reason only: never a pass
+    _check("kl_div", "parity", "float32", "skipped", skip_reason="the module form: the adapter is a function"),
+]
+
+
+def _cells():
+    return {(c["loss"], c["check"], c["dtype"]): c for c in matrix.cells("x", _report(CHECKS))}
+
+
+def test_each_cell_takes_the_verdict_of_its_checks():
+    cells = _cells()
+    assert cells["nll_loss", "values", "float32"]["verdict"] == "FAILED"
+    assert cells["nll_loss", "values", "float64"]["verdict"] == "VERIFIED"
+    assert cells["nll_loss", "values", "float64"]["named_divergences"] == ["named divergence of x: y"]
+    assert cells["nll_loss", "values", "float64"]["excluded"] == {"a rule (test_a)": 3}
+    assert cells["nll_loss", "gradients", "float32"] == cells["nll_loss", "gradients", "float32"] | {
+        "verdict": "UNSUPPORTED",
+        "reason": "x: no backward pass",
+    }
+    # rejections make one cell per loss, of any dtype
+    assert cells["nll_loss", "rejections", "any"]["verdict"] == "NAMED DIVERGENCE"
+    assert cells["kl_div", "values", "float32"]["verdict"] == "NOT RUN"
+    assert "module form" in cells["kl_div", "values", "float32"]["reason"]
+
+
+def test_a_failed_cell_carries_the_sentence_and_the_reproducer():
+    cell = _cells()["nll_loss", "values", "float32"]
+    assert cell["counterexample"].startswith("nll_loss(input [1, 3], target [1]) in functional form")
+    assert cell["reproducer"] == REPRODUCER
+    built = matrix.build({"x": _report(CHECKS)})
+    text = matrix.render(built)
+    assert "| nll_loss | values | float32 | FAILED |" in text
+    assert "| nll_loss | values | float64 | VERIFIED (2 named) |" in text
+    assert f"```python\n{REPRODUCER}\n```" in text
+    assert "- x: nll_loss gradients, float32: x: no backward pass" in text
+
+
+def test_the_runs_name_versions_and_a_flushing_arithmetic():
+    under_test = [{"spec": "x", "versions": {"jax": "0.1"}, "flushes_subnormals": ["float32"]}]
+    text = matrix.render(matrix.build({"x": _report(CHECKS, implementations_under_test=under_test)}))
+    assert "jax 0.1; bounds for flush-to-zero arithmetic in float32" in text
