@@ -143,7 +143,18 @@ def build(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
             name: {
                 "verdict": report["verdict"],
                 "environment": report["environment"],
-                "versions": report.get("implementation_versions", {}),
+                "versions": {
+                    key: value
+                    for impl in report.get("implementations_under_test", [])
+                    for key, value in impl["versions"].items()
+                },
+                "flushes_subnormals": sorted(
+                    {
+                        dtype
+                        for impl in report.get("implementations_under_test", [])
+                        for dtype in impl["flushes_subnormals"]
+                    }
+                ),
                 "run_seconds": report.get("matrix_run_seconds"),
                 "report": f"{name}/report.json",
             }
@@ -180,7 +191,14 @@ def render(matrix: dict[str, Any]) -> str:
         lines.append(f"| {loss} | {check} | {dtype} | " + " | ".join(verdicts) + " |")
     lines += ["", "## Runs", ""]
     for name, run in matrix["implementations"].items():
-        lines.append(f"- **{name}**: {run['verdict']} ({run['run_seconds']} s; report: `{run['report']}`)")
+        versions = ", ".join(f"{key} {value}" for key, value in sorted(run.get("versions", {}).items()))
+        flushing = run.get("flushes_subnormals")
+        arithmetic = f"; bounds for flush-to-zero arithmetic in {', '.join(flushing)}" if flushing else ""
+        lines.append(
+            f"- **{name}**: {run['verdict']} ({run['run_seconds']} s; report: `{run['report']}`)"
+            + (f"; {versions}" if versions else "")
+            + arithmetic
+        )
     failed = [c for c in matrix["cells"] if c["verdict"] == "FAILED"]
     if failed:
         lines += ["", "## FAILED cells", ""]

@@ -119,6 +119,7 @@ class EvidencePlugin:
             "checks": entries,
             "divergences": [_divergence(e) for e in entries if e.get("kind") == "divergence"],
             "tolerance_model": _tolerance_model(),
+            "implementations_under_test": _implementations_under_test(self.config),
             "losses": _losses(),
             "timing": {
                 "started_utc": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(),
@@ -136,6 +137,31 @@ def _tolerance_model() -> dict[str, str]:
     source = TOLERANCE_MODEL.read_text(encoding="utf-8") if TOLERANCE_MODEL.exists() else ""
     description = ast.get_docstring(ast.parse(source)) if source else None
     return {"source": str(TOLERANCE_MODEL.relative_to(ROOT)), "description": description or "not found"}
+
+
+def _implementations_under_test(config: pytest.Config) -> list[dict[str, Any]]:
+    """Each --impl: an adapter's module, versions and flushing dtypes (adapters/), or the LOSS=module:attribute
+    given."""
+    import importlib
+
+    import adapters
+
+    described = []
+    for spec in config.getoption("impl", None) or []:
+        entry: dict[str, Any] = {"spec": spec, "versions": {}, "flushes_subnormals": []}
+        module_name = adapters.ADAPTERS.get(spec) or spec.partition("=")[2].partition(":")[0]
+        if spec in adapters.ADAPTERS:
+            entry["adapter"] = module_name
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # the run itself reported it; the report still names what was asked for
+            described.append(entry)
+            continue
+        versions = getattr(module, "versions", None)
+        entry["versions"] = {str(k): str(v) for k, v in (versions() if callable(versions) else {}).items()}
+        entry["flushes_subnormals"] = sorted(getattr(module, "FLUSHES_SUBNORMALS", ()))
+        described.append(entry)
+    return described
 
 
 def _loaded_profile() -> str | None:

@@ -20,9 +20,9 @@ from adapters import Unsupported
 from . import ledger, registry, reproducer
 from .cases import Case, CaseBatch, to_torch
 from .dtypes import Dtype
-from .implementations import LossImpl, label
+from .implementations import LossImpl, flushes_subnormals, label
 from .minimise import minimised
-from .tolerance.tracked import Tracked, first_rule
+from .tolerance.tracked import Tracked, first_rule, flushing_subnormals
 
 
 class ParityError(AssertionError):
@@ -311,8 +311,9 @@ def check_parity_batch(
         return registry.replay_batch(case.loss, dtype, CaseBatch.of(case)).case(0)
 
     cases = [batch.case(k) for k in range(len(batch))]
-    replayed = registry.replay_batch(batch.loss, dtype, batch)
-    _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
+    with flushing_subnormals(flushes_subnormals(impl, dtype)):
+        replayed = registry.replay_batch(batch.loss, dtype, batch)
+        _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
 
 
 def check_gradient_parity_batch(
@@ -381,8 +382,9 @@ def check_gradient_parity_batch(
             case.loss, dtype, CaseBatch.of(case), np.asarray(grad_output)[np.newaxis]
         ).case(0)
 
-    replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
-    _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
+    with flushing_subnormals(flushes_subnormals(impl, dtype)):
+        replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
+        _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
 
 
 def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> type[Exception]:

@@ -93,6 +93,8 @@ class ImplUnderTest:
             module, "known_gradient_divergence", _no_divergence
         )
         call.rejection_divergences = getattr(module, "REJECTION_DIVERGENCES", {})  # type: ignore[attr-defined]
+        # The dtypes in which an adapter's arithmetic flushes subnormal results to zero: bounds for that arithmetic.
+        call.flushes_subnormals = tuple(getattr(module, "FLUSHES_SUBNORMALS", ()))  # type: ignore[attr-defined]
         self.call: LossImpl = call
 
 
@@ -142,6 +144,13 @@ def rejection_divergence(impl: LossImpl, defect: object) -> str | None:
     """The implementation's named divergence for a rejection defect (``str(defect)``, "loss: what"), if it has one."""
     divergences: dict[str, str] = getattr(impl, "rejection_divergences", {})
     return divergences.get(str(defect))
+
+
+def flushes_subnormals(impl: LossImpl, dtype: Any) -> bool:
+    """Whether the implementation's arithmetic flushes subnormal results of ``dtype`` to zero (the dtype is named in
+    an adapter's ``FLUSHES_SUBNORMALS``): the tolerance model then bounds that arithmetic
+    (``tracked.flushing_subnormals``)."""
+    return str(dtype) in getattr(impl, "flushes_subnormals", ())
 
 
 def label(impl: LossImpl) -> str:

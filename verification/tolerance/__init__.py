@@ -48,7 +48,10 @@ several rules, the first in this order is the one counted.
 The constants, each in a sentence:
 
 * ``u`` and ``eta`` come from ``torch.finfo`` of the dtype (eps / 2, and smallest_normal * eps),
-  and float64's are added to them for the reference's own rounding.
+  and float64's are added to them for the reference's own rounding. For an implementation whose
+  arithmetic flushes subnormal results to zero in a dtype (an adapter's ``FLUSHES_SUBNORMALS``: XLA
+  on the CPU), eta is that dtype's smallest normal number instead: what a flushed result loses
+  (``tracked.flushing_subnormals``); the evidence report names the dtypes it was used for.
 * ``TRANSCENDENTAL_ERROR = 4``: exp, log and log1p are accurate to 1 ulp (at most 2u) in libm and
   in torch's vectorised kernels; 4u leaves room for 2-ulp implementations on other backends.
 * ``SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2``: sigmoid is one exp, one addition and one division.

@@ -12,8 +12,9 @@ single case (a batch of one)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,24 @@ TRANSCENDENTAL_ERROR = 4.0
 SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2.0
 
 F64 = np.ndarray
+
+# The arithmetic the bounds are derived for. IEEE 754's gradual underflow by default: an operation whose exact result
+# is below the smallest normal number rounds to a subnormal, losing at most the subnormal spacing (eta). An
+# implementation that flushes subnormal results to zero (XLA on the CPU runs with FTZ) loses up to the smallest
+# normal number there instead: the standard model's absolute term is then the smallest normal (Higham, 2nd ed.,
+# section 2.1, on underflow without gradual underflow). ``flushing_subnormals`` switches a replay to that model.
+_flush_to_zero = False
+
+
+@contextlib.contextmanager
+def flushing_subnormals(on: bool = True) -> Iterator[None]:
+    """Within (when ``on``): replays bound an arithmetic that flushes subnormal results to zero."""
+    global _flush_to_zero
+    previous, _flush_to_zero = _flush_to_zero, on
+    try:
+        yield
+    finally:
+        _flush_to_zero = previous
 
 
 def case_shape(array: Any) -> tuple[int, ...]:
@@ -217,7 +236,7 @@ class Tracked:
         v = np.asarray(values, dtype=np.float64)
         # The reference's own float64 rounding (its u and its subnormal floor) adds to torch's.
         u = dtype.unit_roundoff + FLOAT64.unit_roundoff
-        eta = dtype.smallest_subnormal + FLOAT64.smallest_subnormal
+        eta = (dtype.smallest_normal if _flush_to_zero else dtype.smallest_subnormal) + FLOAT64.smallest_subnormal
         return Tracked(v, np.zeros_like(v), np.zeros(v.shape, dtype=CODE), u, eta, dtype.largest, dtype.smallest_normal)
 
     @property
