@@ -8,10 +8,15 @@ import torch.nn.functional as F
 
 jax_port = pytest.importorskip("adapters.jax_port", reason="jax is not installed (pip install -e '.[matrix]')")
 
-from verification.cases import Case, CaseBatch  # noqa: E402
+from hypothesis import Phase, find, settings  # noqa: E402
+
+from verification import registry  # noqa: E402
+from verification.cases import Case, CaseBatch, to_torch  # noqa: E402
 from verification.compare import ParityError, check_parity_batch  # noqa: E402
 from verification.divergences import none  # noqa: E402
-from verification.dtypes import FLOAT32, FLOAT64  # noqa: E402
+from verification.dtypes import FLOAT16, FLOAT32, FLOAT64  # noqa: E402
+from verification.implementations import ImplUnderTest  # noqa: E402
+from verification.rejections import DTYPE  # noqa: E402
 
 
 def test_the_port_computes_in_jax_not_torch(monkeypatch):
@@ -44,15 +49,39 @@ def test_a_planted_bug_in_the_port_is_caught(monkeypatch):
 
 
 def test_xla_flushes_subnormals_to_zero_on_the_cpu():
-    """Named divergence (jax-ml/jax#16200): XLA on the CPU treats subnormal inputs as 0 and flushes subnormal
-    results to 0, in float32 and float64; torch computes them. BCEWithLogits of a subnormal weight is 0 in the
-    port and the weight times log 2 in torch."""
+    """Named divergence (jax-ml/jax#16200): XLA on the CPU reads subnormal inputs as 0 and flushes subnormal results
+    to 0, in float32, float64 and bfloat16; torch computes them. float16, which XLA computes in float32, keeps its
+    subnormals. BCEWithLogits of a subnormal weight is 0 in the port and the weight times log 2 in torch."""
     tiny = torch.tensor([1e-39], dtype=torch.float32)  # subnormal in float32
     assert F.binary_cross_entropy_with_logits(torch.zeros(1), torch.zeros(1), weight=tiny).item() > 0
     assert jax_port.binary_cross_entropy_with_logits(torch.zeros(1), torch.zeros(1), weight=tiny).item() == 0.0
+    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        smallest_normal = torch.finfo(dtype).smallest_normal
+        normal = torch.tensor([smallest_normal], dtype=dtype)
+        # log 2 times the smallest normal number: a subnormal result, flushed to 0 where XLA flushes, kept by torch
+        args = (torch.zeros(1, dtype=dtype), torch.zeros(1, dtype=dtype))
+        assert F.binary_cross_entropy_with_logits(*args, weight=normal).item() > 0
+        port = jax_port.binary_cross_entropy_with_logits(*args, weight=normal).item()
+        assert (port == 0.0) == (str(dtype).removeprefix("torch.") in jax_port.FLUSHES_SUBNORMALS), dtype
     case = Case("binary_cross_entropy_with_logits", np.zeros(1), np.zeros(1), {"weight": np.array([1e-39])})
-    assert "flushes subnormal" in jax_port.known_divergence(case, FLOAT32)
+    assert "reads subnormal inputs as zero" in jax_port.known_divergence(case, FLOAT32)
     assert jax_port.known_divergence(case, FLOAT64) is None  # 1e-39 is normal in float64
+    half_normal = Case("binary_cross_entropy_with_logits", np.zeros(1), np.zeros(1), {"weight": np.array([3e-5])})
+    assert jax_port.known_divergence(half_normal, FLOAT16) is None  # a float16 subnormal, kept by XLA
+
+
+def test_a_subnormal_flushed_inside_the_computation_is_within_the_flush_to_zero_bounds():
+    """KLDiv with log targets computes exp(t) (t - x): exp(-88.5) is a float32 subnormal, which XLA flushes to 0,
+    and (t - x) = 1e30 makes that a loss of 3.8e-9. The tolerance model for a flushing arithmetic (the adapter's
+    FLUSHES_SUBNORMALS: an absolute error of up to the smallest normal number per operation) bounds it; the model for
+    gradual underflow does not, so the same port without the declaration fails."""
+    case = Case("kl_div", np.array([-1e30]), np.array([-88.5]), {"reduction": "sum", "log_target": True})
+    declared = ImplUnderTest("kl_div=adapters.jax_port:kl_div").call
+    check_parity_batch(CaseBatch.of(case), declared, form="functional", dtype=FLOAT32, device="cpu", divergence=none)
+    with pytest.raises(ParityError, match="exceeds the tolerance model's bound"):
+        check_parity_batch(
+            CaseBatch.of(case), jax_port.kl_div, form="functional", dtype=FLOAT32, device="cpu", divergence=none
+        )
 
 
 def test_xla_float64_log1p_is_far_off_near_minus_0_414():
@@ -72,3 +101,27 @@ def test_xla_float64_log1p_is_far_off_near_minus_0_414():
     case = Case("binary_cross_entropy", np.array([p]), np.array([0.0]), {})
     assert "jax-ml/jax#39707" in jax_port.known_divergence(case, FLOAT64)
     assert jax_port.known_divergence(case, FLOAT32) is None
+
+
+@pytest.mark.parametrize("defect", sorted(jax_port.REJECTION_DIVERGENCES), ids=str)
+def test_the_port_does_not_reject_as_torch_does(defect):
+    """Named divergence: for each defect the port is named for, some input with that defect is computed by the port,
+    or rejected with another exception class than torch's (the port validates nothing, as JAX code usually does
+    not); the test fails once the port rejects every such input as torch does."""
+    (declared,) = [d for d in registry.all_rejections() if str(d) == defect]
+
+    def handled_otherwise(case):
+        input, target, kwargs = to_torch(case, DTYPE, "cpu")
+        try:
+            getattr(jax_port, declared.loss)(input, target, **kwargs)
+        except Exception as error:
+            return type(error) is not declared.expected
+        return True
+
+    # The first such input settles it: no shrinking (find's default), which would only cost time.
+    found = find(
+        declared.cases(),
+        handled_otherwise,
+        settings=settings(max_examples=100, database=None, deadline=None, phases=[Phase.generate]),
+    )
+    assert handled_otherwise(found)
