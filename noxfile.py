@@ -108,6 +108,17 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def exhaustive(session: nox.Session) -> None:
+    """Every float32 input of the exhaustive sweeps (exhaustive/sweeps.py: BCEWithLogits with and without pos_weight,
+    BCE, two-class CrossEntropy, log_sigmoid, sigmoid, and the gradients) against the correctly rounded value, on
+    every core; writes evidence/exhaustive/ (report.json, report.md, ulp_error.png) and resumes an interrupted run
+    from its chunks there. Arguments after `--` go to `python -m exhaustive` (--workers, --no-resume, --slice N,
+    --sweeps, --impl, --device)."""
+    _install_suite(session)
+    session.run("python", "-m", "exhaustive", "--out", f"{EVIDENCE}/exhaustive", *session.posargs)
+
+
+@nox.session
 def matrix(session: nox.Session) -> None:
     """The implementations matrix: the value, gradient and rejection properties at ci depth against torch's eager
     kernels and every adapter (adapters/: torch's decompositions, torch.compile, JAX, ONNX Runtime), each cell VERIFIED, FAILED or
