@@ -496,9 +496,12 @@ class Chunk:
         return f"{self.domain.name}-{self.chunk_bits}-{self.index:06d}"
 
 
+def chunk_count(domain: Domain, chunk_bits: int) -> int:
+    return -(-domain.size // (1 << chunk_bits))
+
+
 def chunks_of(domain: Domain, chunk_bits: int) -> list[Chunk]:
-    count = -(-domain.size // (1 << chunk_bits))
-    return [Chunk(domain, i, chunk_bits) for i in range(count)]
+    return [Chunk(domain, i, chunk_bits) for i in range(chunk_count(domain, chunk_bits))]
 
 
 def slice_keys(domain: Domain, size: int, seed: int) -> np.ndarray:
@@ -577,7 +580,12 @@ def run(
     names = tuple(sweep.name for sweep in sweeps)
     what = _what(names, impl_specs, device)
     domains = list({sweep.domain.name: sweep.domain for sweep in sweeps}.values())
-    every = [c for d in domains for c in chunks_of(d, chunk_bits) if only is None or c.index in only]
+    every = [
+        Chunk(d, i, chunk_bits)
+        for d in domains
+        for i in (range(chunk_count(d, chunk_bits)) if only is None else sorted(set(only)))
+        if i < chunk_count(d, chunk_bits)
+    ]
     done = {c.name for c in every if resume and os.path.exists(_chunk_path(out, c, what))}
     if not resume:
         for c in every:

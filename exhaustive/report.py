@@ -60,8 +60,10 @@ def sweep_record(sweep: Sweep, tally: Tally) -> dict[str, Any]:
     }
 
 
-def write(out: str, sweeps: tuple[Sweep, ...], tallies: dict[str, Tally], run: dict[str, Any]) -> dict[str, Any]:
-    """report.json, report.md and the plot; returns the report."""
+def write(
+    out: str, sweeps: tuple[Sweep, ...], tallies: dict[str, Tally], run: dict[str, Any], figure: bool = True
+) -> dict[str, Any]:
+    """report.json, report.md and (with ``figure``) the plot; returns the report."""
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "torch": torch.__version__,
@@ -76,7 +78,8 @@ def write(out: str, sweeps: tuple[Sweep, ...], tallies: dict[str, Tally], run: d
         json.dump(report, file, indent=1)
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as file:
         file.write(markdown(report))
-    plot(sweeps, tallies, os.path.join(out, "ulp_error.png"))
+    if figure:
+        plot(sweeps, tallies, os.path.join(out, "ulp_error.png"))
     return report
 
 
