@@ -82,7 +82,7 @@ OPERATORS = {"nll_loss": "NegativeLogLikelihoodLoss", "cross_entropy": "SoftmaxC
 # ---------------------------------------------------------------------------------------------
 
 
-def _empty_softmax_cross_entropy(case: Any) -> bool:
+def empty_softmax_cross_entropy(case: Any) -> bool:
     """An index-target cross_entropy that SoftmaxCrossEntropyLoss's function body cannot reshape: a batch of 0
     (its Reshape of the scores to (N, C, -1)), or a size 0 at target position 2 or later (its Reshape back to the
     target's shape reads that 0 as 'copy the dimension'). A size 0 at position 1 only is computed."""
@@ -93,7 +93,7 @@ def _empty_softmax_cross_entropy(case: Any) -> bool:
 
 
 def known_divergence(case: Any, dtype: Any = None) -> str | None:
-    if _empty_softmax_cross_entropy(case):
+    if empty_softmax_cross_entropy(case):
         return (
             "onnxruntime 1.32's SoftmaxCrossEntropyLoss fails in its function body's Reshape on an empty batch, or on "
             "a size 0 at target position 2 or later, where torch gives NaN, 0 or an empty tensor "

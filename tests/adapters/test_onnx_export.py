@@ -15,12 +15,16 @@ import torch.nn.functional as F
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[matrix]')")
 pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip install -e '.[matrix]')")
 
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+from torch.onnx._internal.exporter._errors import TorchExportError
+
+import reference
 from adapters import AdapterError, Unsupported, onnx_export
 from adapters.decomposed import LOSS_KERNELS
 from verification.cases import Case, CaseBatch
 from verification.compare import ParityError, check_parity_batch
 from verification.divergences import none
-from verification.dtypes import FLOAT64
+from verification.dtypes import FLOAT32, FLOAT64
 
 from .ops_seen import OpsSeen
 
@@ -207,3 +211,200 @@ def test_the_exported_cross_entropy_of_an_empty_batch_is_an_invalid_model():
     assert torch.isnan(F.cross_entropy(x, target))
     with pytest.raises(Exception, match="Reshape"):
         onnx_export.cross_entropy(x, target)
+
+
+def test_the_exported_cross_entropy_of_a_zero_size_at_target_position_2_is_an_invalid_model():
+    """As for an empty batch: the node's reshape back to the target's shape reads the 0 as 'copy this dimension'."""
+    x, target = torch.zeros(1, 1, 1, 0, dtype=torch.float64), torch.zeros(1, 1, 0, dtype=torch.int64)
+    assert torch.isnan(F.cross_entropy(x, target))
+    with pytest.raises(Fail, match="Reshape"):
+        onnx_export.cross_entropy(x, target)
+
+
+def test_the_exported_bce_takes_log1p_as_log_of_1_plus_x():
+    """torch's decomposition of binary_cross_entropy takes log1p(-p), which onnxscript translates as Log(1 + (-p)):
+    1 - p is rounded, so for a small p the term (1 - y) log1p(-p) keeps only an absolute accuracy of about one unit
+    of roundoff (float64: 1e-9 comes out as 9.99999972e-10, where torch is exact to the last bit)."""
+    p, zero = torch.tensor([1e-9, 0.75], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    want = F.binary_cross_entropy(p, zero, reduction="none")
+    assert want[0].item() == 1.0000000005000001e-09
+    got = onnx_export.binary_cross_entropy(p, zero, reduction="none")
+    assert abs(got[0].item() - want[0].item()) > 1e-17  # 2.8e-17 off, a relative error of 2.8e-8
+    assert got[1].item() == want[1].item()  # above 0.5, 1 - p is exact
+
+
+def test_the_exported_bce_with_logits_is_inaccurate_for_positive_logits_where_the_log_sigmoid_is_the_loss():
+    """For a target of 1 the loss is -log(sigmoid(x)) ~ e^-x: Log(Sigmoid(x)) keeps it only to about one unit of
+    roundoff absolutely: at x = 30 (float64) it is 9.348e-14 where torch gives 9.358e-14 (a relative error of
+    1e-3), and at x = 40 it is 0."""
+    x, one = torch.tensor([30.0, 40.0], dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    want = F.binary_cross_entropy_with_logits(x, one, reduction="none")
+    assert want[0].item() == pytest.approx(9.357622968839299e-14, rel=1e-12)
+    got = onnx_export.binary_cross_entropy_with_logits(x, one, reduction="none")
+    assert abs(got[0].item() / want[0].item() - 1) > 1e-4
+    assert got[1].item() == 0.0 < want[1].item()
+
+
+# --- what the export rejects, and what it does not ------------------------------------------------------------
+
+F64 = torch.float64
+V = torch.tensor([0.25, 0.75], dtype=F64)  # probabilities, binary targets, logits
+K = X.reshape(1, 3, 2)  # (N, C, d) = (1, 3, 2)
+
+# (loss, input, target, keyword arguments, the exception torch raises, the one the export fails with as its cause:
+# torch's decomposition of nll_loss_forward raises its own for three): calls torch rejects while torch.export traces
+# the loss, one for each defect of verification/rejections.py named so.
+TRACED = [
+    ("binary_cross_entropy", V, V, {"reduction": "Mean"}, ValueError, ValueError),
+    ("binary_cross_entropy", V, V[:1], {}, ValueError, ValueError),
+    ("binary_cross_entropy", V, V, {"weight": torch.ones(3, dtype=F64)}, RuntimeError, RuntimeError),
+    ("binary_cross_entropy_with_logits", V, V, {"reduction": ""}, ValueError, ValueError),
+    ("binary_cross_entropy_with_logits", V, V[:1], {}, ValueError, ValueError),
+    ("binary_cross_entropy_with_logits", V, V, {"pos_weight": torch.ones(3, dtype=F64)}, RuntimeError, RuntimeError),
+    ("kl_div", V, V, {"reduction": "batch"}, ValueError, ValueError),
+    ("kl_div", torch.tensor([1, 2]), V, {}, RuntimeError, RuntimeError),
+    ("kl_div", V, torch.ones(3, dtype=F64), {}, RuntimeError, RuntimeError),
+    *[
+        (loss, *call)
+        for loss in ("nll_loss", "cross_entropy")
+        for call in (
+            (X, T, {"reduction": "Sum"}, ValueError, ValueError),
+            (X, torch.tensor([2, 0, 1]), {}, ValueError, ValueError),
+            (X, T, {"weight": torch.ones(4, dtype=F64)}, RuntimeError, AssertionError),
+            (X, T.to(torch.int16), {}, RuntimeError, RuntimeError),
+            (X, T.reshape(2, 1).repeat(1, 2), {}, RuntimeError, AssertionError),
+            (K, torch.zeros(1, 3, dtype=torch.int64), {}, RuntimeError, RuntimeError),
+            (X[0], torch.tensor([0, 1]), {}, ValueError, RuntimeError),
+            (K, torch.tensor([[2, 0]], dtype=torch.uint8), {}, RuntimeError, RuntimeError),
+        )
+    ],
+    ("nll_loss", X[0, 0], torch.tensor(0), {}, ValueError, ValueError),
+    ("cross_entropy", X[0, 0], torch.tensor(0), {}, RuntimeError, RuntimeError),
+    ("cross_entropy", X, T, {"label_smoothing": 1.5}, RuntimeError, RuntimeError),
+    ("cross_entropy", X, torch.softmax(X, 1), {"ignore_index": 0}, RuntimeError, RuntimeError),
+    ("cross_entropy", X, torch.softmax(X, 1), {"weight": torch.ones(4, dtype=F64)}, RuntimeError, RuntimeError),
+    (
+        "cross_entropy",
+        K,
+        torch.tensor([[2, 0]]),
+        {"weight": W.reshape(1, 3), "label_smoothing": 0.5},
+        RuntimeError,
+        RuntimeError,
+    ),
+    ("cross_entropy", X, torch.zeros(2, 3, dtype=torch.int64), {}, RuntimeError, RuntimeError),
+]
+
+
+@pytest.mark.parametrize("loss, input, target, kwargs, torch_class, cause", TRACED, ids=lambda value: None)
+def test_what_torch_rejects_while_tracing_fails_the_export_with_torch_export_error(
+    loss, input, target, kwargs, torch_class, cause
+):
+    """Named divergence: where torch's own checks reject a call while torch.export traces the loss, the export
+    fails with the exporter's TorchExportError (a subclass of RuntimeError, never of ValueError), its cause torch's
+    exception, or for three defects of nll_loss the one torch's decomposition raises (AssertionError for class
+    weights of the wrong size and a 2-dimensional target, RuntimeError 'size mismatch' for an unbatched input with
+    a target of several classes): not the class torch raises."""
+    with pytest.raises(torch_class):
+        getattr(F, loss)(input, target, **kwargs)
+    with pytest.raises(TorchExportError) as raised:
+        getattr(onnx_export, loss)(input, target, **kwargs)
+    assert type(raised.value.__cause__) is cause, raised.value.__cause__
+
+
+def test_what_torch_checks_on_values_the_exported_graph_computes():
+    """Named divergence: torch's BCE raises RuntimeError for an input or target outside [0, 1] and for a target of
+    another dtype, and BCE and BCEWithLogits for a weight or pos_weight that would enlarge the output; the checks
+    are on values or are not traced, and the exported graph computes each (broadcasting the weights both ways)."""
+    outside, half, scalar = torch.tensor([1.5, 0.5], dtype=F64), V, torch.tensor(0.5, dtype=F64)
+    for input, target in ((outside, half), (half, outside), (half, half.float())):
+        assert _outcome(F.binary_cross_entropy, input, target) is RuntimeError
+        assert onnx_export.binary_cross_entropy(input, target).shape == ()
+    for loss, kwargs in (
+        ("binary_cross_entropy", {"weight": torch.ones(3, dtype=F64)}),
+        ("binary_cross_entropy_with_logits", {"weight": torch.ones(3, dtype=F64)}),
+        ("binary_cross_entropy_with_logits", {"pos_weight": torch.ones(3, dtype=F64)}),
+    ):
+        assert _outcome(getattr(F, loss), scalar, scalar, reduction="none", **kwargs) is RuntimeError
+        assert getattr(onnx_export, loss)(scalar, scalar, reduction="none", **kwargs).shape == (3,)
+
+
+def test_the_exported_nll_computes_int32_targets_and_counts_negative_class_indices_from_the_end():
+    """Named divergence: torch rejects int32 class indices (RuntimeError) and a class index outside [0, C)
+    (IndexError); the exported graph computes int32 targets, and onnxruntime's GatherElements takes a class index
+    in [-C, -1] as counting from the last class (as in adapters.onnx_operators)."""
+    for loss in ("nll_loss", "cross_entropy"):
+        want = getattr(F, loss)(X, T)
+        assert _outcome(getattr(F, loss), X, T.int()) is RuntimeError
+        assert _outcome(getattr(F, loss), X, torch.tensor([-1, 0])) is IndexError
+        assert getattr(onnx_export, loss)(X, T.int()).item() == want.item()
+        assert getattr(onnx_export, loss)(X, torch.tensor([-1, 0])).item() == want.item()
+
+
+@pytest.mark.parametrize("loss", ["nll_loss", "cross_entropy"])
+def test_onnxruntime_rejects_what_the_export_does_not_check_with_its_own_exception_classes(loss):
+    """Named divergence: a class index below -C or from C on, and class weights of another dtype than the input,
+    pass the export; onnxruntime rejects them with its Fail, not torch's IndexError and RuntimeError. An unbatched
+    cross_entropy input is an invalid model whatever its target."""
+    for target, kwargs, torch_class in (
+        (torch.tensor([3, 0]), {}, IndexError),
+        (torch.tensor([-4, 0]), {}, IndexError),
+        (T, {"weight": W.float()}, RuntimeError),
+    ):
+        assert _outcome(getattr(F, loss), X, target, **kwargs) is torch_class
+        with pytest.raises(Fail):
+            getattr(onnx_export, loss)(X, target, **kwargs)
+    if loss == "cross_entropy":
+        assert _outcome(F.cross_entropy, X[0], torch.tensor(3)) is IndexError
+        with pytest.raises(Fail, match="Reshape"):
+            onnx_export.cross_entropy(X[0], torch.tensor(3))
+
+
+def _outcome(function, *args, **kwargs):
+    """The exception class ``function(*args, **kwargs)`` raises, or None if it returns."""
+    try:
+        function(*args, **kwargs)
+    except Exception as error:
+        return type(error)
+    return None
+
+
+def test_every_named_divergence_names_a_test_of_this_module():
+    """Each rejection reason ends with the tests that pin it; every test a reason of the adapter names (value rules
+    included) is a test here."""
+    import inspect
+    import re
+
+    module = globals()
+    for reason in onnx_export.REJECTION_DIVERGENCES.values():
+        assert re.fullmatch(r".*\((test_[a-z0-9_, ]+)\)", reason, re.DOTALL), reason
+    named = re.findall(r"\b(test_[a-z0-9_]+)\b(?!\.py)", inspect.getsource(onnx_export))
+    assert len(set(named)) >= 15
+    for name in named:
+        assert callable(module.get(name)), name
+
+
+@pytest.mark.parametrize("dtype", [FLOAT64, FLOAT32], ids=str)
+def test_outside_the_accuracy_rules_the_exported_binary_losses_are_within_torchs_bound(dtype):
+    """The thresholds of LOG_SIGMOID_INACCURATE and LOG1P_INACCURATE_BELOW leave nothing out that the export
+    computes within the tolerance model's bound: on a grid of logits in [-1.5, 1.5] and of inputs in [0.001, 1], for
+    targets in [0, 1], the cases no rule names are all within it."""
+    from verification import registry
+
+    x = dtype.snap(np.linspace(-1.5, 1.5, 301))
+    p = dtype.snap(np.concatenate([np.geomspace(1e-3, 0.5, 150), np.linspace(0.5, 1.0, 151)]))
+    for loss, input in (("binary_cross_entropy_with_logits", x), ("binary_cross_entropy", p)):
+        for y in (0.0, 0.25, 0.5, 1.0):
+            target = np.full_like(input, y)
+            kept = [
+                k
+                for k in range(len(input))
+                if onnx_export.known_divergence(Case(loss, input[k : k + 1], target[k : k + 1], {}), dtype) is None
+            ]
+            assert kept
+            got = getattr(onnx_export, loss)(
+                torch.tensor(input[kept]).to(dtype.torch), torch.tensor(target[kept]).to(dtype.torch), reduction="none"
+            )
+            want = getattr(reference, loss)(input[kept], target[kept], reduction="none")
+            bound = registry.error_bound(loss, dtype, input[kept], target[kept], reduction="none")
+            error = np.abs(got.double().numpy() - want)
+            assert np.all(error <= bound), (loss, y, input[kept][error > bound])
