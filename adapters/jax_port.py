@@ -208,7 +208,8 @@ def _picked(logp: jax.Array, target: jax.Array, weight: jax.Array | None, ignore
     kept = t != ignore_index
     safe = jnp.where(kept, t, 0)
     picked = jnp.squeeze(jnp.take_along_axis(logp, jnp.expand_dims(safe, dim), axis=dim), dim)
-    w = jnp.ones(classes, logp.dtype) if weight is None else weight
+    # torch takes class weights of any shape with C elements (test_nll_loss's "all arguments" draws (1, C) too)
+    w = jnp.ones(classes, logp.dtype) if weight is None else weight.reshape(-1)
     weights = jnp.where(kept, w[safe], jnp.zeros((), logp.dtype))
     return jnp.where(kept, -weights * picked, jnp.zeros((), logp.dtype)), weights
 
@@ -228,7 +229,7 @@ def nll(
 
 def _class_weights_along(weight: jax.Array, x: jax.Array) -> jax.Array:
     shape = [1] * x.ndim
-    shape[_class_dim(x)] = weight.shape[0]
+    shape[_class_dim(x)] = weight.size
     return weight.reshape(shape)
 
 
