@@ -268,6 +268,12 @@ def main(arguments: list[str]) -> int:
         print("\n| float64, CPU | reference (s) | torch (s) | ratio |\n| --- | ---: | ---: | ---: |")
         for row in record["throughput"]:
             print(f"| {row['case']} | {row['reference_s']} | {row['torch_s']} | {row['ratio']} |")
+        # The exhaustive float32 sweeps (exhaustive/): inputs per second per core, torch against the reference and
+        # the whole check, and the limit NumPy's float64 ufuncs and memory set on the same chunk.
+        from exhaustive import bench as exhaustive_bench
+
+        record["exhaustive_sweeps"] = exhaustive_bench.throughput()
+        print("\n" + exhaustive_bench.markdown(record["exhaustive_sweeps"]))
     if json_path:
         with open(json_path, "w", encoding="utf-8") as out:
             json.dump(record, out, indent=2)

@@ -54,10 +54,6 @@ def histogram_labels() -> list[str]:
     return labels
 
 
-def _histogram_bin(distance: np.ndarray) -> np.ndarray:
-    return np.where(distance <= 2, distance, np.ceil(np.log2(np.maximum(distance, 1))).astype(np.int64) + 1)
-
-
 @dataclass
 class Tally:
     """One sweep's figures over some inputs; ``merge`` adds another's."""
@@ -189,26 +185,32 @@ def _classify(
     else:
         rw = reference[wrong]
         crw = np.broadcast_to(c, x.shape)[wrong]
-    with np.errstate(invalid="ignore"):
-        g64, cr64 = gw.astype(np.float64), crw.astype(np.float64)
+    found_got, found_correct = gw, crw
     # Where the exact value is NaN or infinite, any other result is wrong in kind, not by some ulps; a NaN result too.
-    nonfinite = ~np.isfinite(gw) | ~np.isfinite(crw)
+    nonfinite = ~(np.isfinite(gw) & np.isfinite(crw))
+    all_finite = not nonfinite.any()
     finite = ~nonfinite
-    steps = floats.ordinal(gw) - floats.ordinal(crw)
+    if not all_finite:  # the classification below reads finite pairs: give the others harmless values
+        gw, crw = np.where(finite, gw, 0).astype(np.float32), np.where(finite, crw, 0).astype(np.float32)
+    g64, cr64 = gw.astype(np.float64), crw.astype(np.float64)
     with np.errstate(invalid="ignore"):
-        # Faithful: the other float32 neighbour of the exact value, on the reference's side of the correctly rounded.
-        direction = np.sign(np.where(finite, rw - cr64, 0.0)).astype(np.int64)
-    faithful = finite & (steps == direction) & (direction != 0)
+        rf = rw if all_finite else np.where(finite, rw, 0.0)
+    steps = np.subtract(floats.ordinal32(gw), floats.ordinal32(crw), dtype=np.int64)
+    # Faithful: the other float32 neighbour of the exact value, on the reference's side of the correctly rounded.
+    faithful = ((steps == 1) & (rf > cr64)) | ((steps == -1) & (rf < cr64))
+    if not all_finite:
+        faithful &= finite
     tally.faithful += int(np.count_nonzero(faithful))
     tally.nonfinite += int(np.count_nonzero(nonfinite))
-    distance = np.abs(steps[finite])
-    far = distance[distance > 2]
-    counts = np.bincount(_histogram_bin(far), minlength=HISTOGRAM_BINS)
-    counts[1] += int(np.count_nonzero(distance == 1))
-    counts[2] += int(np.count_nonzero(distance == 2))
+    distance = np.abs(steps if all_finite else steps[finite])
+    # The bin of a distance d >= 1: 1 for 1, k for d in (2^(k-2), 2^(k-1)] above, the exponent of d - 1 plus one.
+    counts = np.bincount(np.frexp((distance - 1).astype(np.float64))[1] + 1, minlength=HISTOGRAM_BINS)
     tally.histogram = [a + int(b) for a, b in zip(tally.histogram, counts, strict=True)]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        in_ulps = np.where(finite, np.abs(g64 - rw) / ulps(FLOAT32, np.where(finite, cr64, 0.0)), 0.0)
+        in_ulps = np.abs(g64 - rf) / ulps(FLOAT32, cr64)
+    if not all_finite:
+        in_ulps[nonfinite] = 0.0
+        gw, crw = found_got, found_correct
     # The largest error in each run of the plot (``wrong`` ascends, so its runs are contiguous).
     runs = bin_of(wrong)
     starts = np.flatnonzero(np.concatenate([[True], runs[1:] != runs[:-1]]))
@@ -438,10 +440,15 @@ def _classifier(
 ) -> Callable[[float, F32], Classified]:
     """``_classify`` of a segment for a sweep of either sign: the correctly rounded value and reference negate."""
 
+    negated: dict[str, Any] = {}
+
     def classify(sign: float, got: F32) -> Classified:
-        candidate = (np.float32(sign) * rounded).astype(np.float32)
-        signed = None if reference is None else sign * reference
-        return _classify(exact, sign, x, got, candidate, signed, saturated, bin_of)
+        if sign > 0:
+            return _classify(exact, sign, x, got, rounded, reference, saturated, bin_of)
+        if not negated:  # once per segment, for every sweep of sign -1
+            negated["rounded"] = (-rounded).astype(np.float32)
+            negated["reference"] = None if reference is None else -reference
+        return _classify(exact, sign, x, got, negated["rounded"], negated["reference"], saturated, bin_of)
 
     return classify
 

@@ -66,6 +66,12 @@ def ordinal(values: F32) -> np.ndarray:
 ExactFunction = Callable[[mpmath.mpf], tuple[mpmath.mpf, mpmath.mpf]]
 
 
+def ordinal32(values: F32) -> np.ndarray:
+    """``ordinal`` of finite float32 numbers, as int32 (the difference of two needs int64)."""
+    bits = values.view(np.int32)
+    return np.where(bits < 0, np.int32(-(2**31)) - bits, bits)
+
+
 def correctly_rounded(reference: F64, x: F32, exact: ExactFunction) -> tuple[F32, int]:
     """The correctly rounded float32 values of the exact function at ``x``, given its float64 ``reference`` there;
     and how many mpmath had to settle."""
