@@ -59,6 +59,13 @@ UNSUPPORTED: dict[str, str] = {}
 
 FLUSHES_SUBNORMALS = ("bfloat16", "float32", "float64")
 
+# The gradients are JAX's reverse mode through the forward formulas. For BCE and BCEWithLogits that is another order
+# than torch's backward formulas: -(y / p) + (1 - y) / (1 - p), whose two quotients cancel where p is near a soft
+# target (torch divides p - y by p (1 - p)), and softplus's derivative as e^(x - softplus(x)), whose relative error
+# grows with |x| (torch takes a sigmoid). Their bounds replay that order ("autodiff", in each loss's entry);
+# test_autodiff_gradients_are_bounded_for_their_own_order shows both. Log-softmax's vjp is torch's formula.
+GRADIENT_ALGORITHMS = {"binary_cross_entropy": "autodiff", "binary_cross_entropy_with_logits": "autodiff"}
+
 
 def _has_subnormal(values: Any, smallest_normal: float) -> bool:
     magnitudes = np.abs(np.asarray(values, dtype=np.float64))

@@ -20,7 +20,7 @@ from adapters import Unsupported
 from . import ledger, registry, reproducer
 from .cases import Case, CaseBatch, to_torch
 from .dtypes import Dtype
-from .implementations import LossImpl, flushes_subnormals, label
+from .implementations import LossImpl, flushes_subnormals, gradient_algorithm, label
 from .minimise import minimised
 from .tolerance.tracked import Tracked, first_rule, flushing_subnormals
 
@@ -379,11 +379,12 @@ def check_gradient_parity_batch(
         if grad_output is None:
             raise ValueError("no upstream gradient carries over to this smaller case")  # not a failure alike
         return registry.gradient_replay_batch(
-            case.loss, dtype, CaseBatch.of(case), np.asarray(grad_output)[np.newaxis]
+            case.loss, dtype, CaseBatch.of(case), np.asarray(grad_output)[np.newaxis], algorithm
         ).case(0)
 
+    algorithm = gradient_algorithm(impl, batch.loss)
     with flushing_subnormals(flushes_subnormals(impl, dtype)):
-        replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs)
+        replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs, algorithm)
         _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
 
 

@@ -93,6 +93,9 @@ class ImplUnderTest:
             module, "known_gradient_divergence", _no_divergence
         )
         call.rejection_divergences = getattr(module, "REJECTION_DIVERGENCES", {})  # type: ignore[attr-defined]
+        # The losses whose gradient an adapter computes in another order than torch's backward formula, and which
+        # (a loss entry's other_gradient_replays): the gradient bounds replay that order.
+        call.gradient_algorithms = dict(getattr(module, "GRADIENT_ALGORITHMS", {}))  # type: ignore[attr-defined]
         # The dtypes in which an adapter's arithmetic flushes subnormal results to zero: bounds for that arithmetic.
         call.flushes_subnormals = tuple(getattr(module, "FLUSHES_SUBNORMALS", ()))  # type: ignore[attr-defined]
         self.call: LossImpl = call
@@ -144,6 +147,12 @@ def rejection_divergence(impl: LossImpl, defect: object) -> str | None:
     """The implementation's named divergence for a rejection defect (``str(defect)``, "loss: what"), if it has one."""
     divergences: dict[str, str] = getattr(impl, "rejection_divergences", {})
     return divergences.get(str(defect))
+
+
+def gradient_algorithm(impl: LossImpl, loss: str) -> str:
+    """The order in which the implementation computes ``loss``'s gradient: "torch" (torch's backward formula), or
+    the algorithm an adapter names in its ``GRADIENT_ALGORITHMS``."""
+    return str(getattr(impl, "gradient_algorithms", {}).get(loss, "torch"))
 
 
 def flushes_subnormals(impl: LossImpl, dtype: Any) -> bool:

@@ -93,6 +93,10 @@ class LossInfo:
     # gradient is the derivative only on part of the input space (the rest is a named divergence).
     gradient_batches: Callable[[Dtype, int], st.SearchStrategy[CaseBatch]] | None = None
     gradient_claim: str = ""  # what the gradient claim adds to the variant's
+    # Gradient replays for the order another implementation computes the gradient in, where it is not torch's
+    # backward formula, by the name an adapter declares in its GRADIENT_ALGORITHMS ("autodiff": reverse mode through
+    # the forward formula). The bound then follows that implementation's arithmetic, as torch's follows torch's.
+    other_gradient_replays: Mapping[str, Callable[..., Tracked]] = field(default_factory=dict)
     # Which examples of a parity property fall under a named divergence: the divergence's name, or None.
     known_divergence: Callable[[Case], str | None] = divergence_rules.none
     known_gradient_divergence: Callable[[Case], str | None] = divergence_rules.none

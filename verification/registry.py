@@ -127,16 +127,20 @@ def gradient_replay(
     return one_case(_gradient_replay(loss), dtype, input, target, grad_output, **kwargs)
 
 
-def gradient_replay_batch(loss: str, dtype: Dtype, batch: CaseBatch, grad_outputs: np.ndarray) -> Tracked:
+def gradient_replay_batch(
+    loss: str, dtype: Dtype, batch: CaseBatch, grad_outputs: np.ndarray, algorithm: str = "torch"
+) -> Tracked:
     """The input gradient on every case of ``batch`` in one pass, with ``grad_outputs`` (one per case, along the
-    first axis, as the batch's arrays): the result's last axis holds the cases."""
+    first axis, as the batch's arrays): the result's last axis holds the cases. ``algorithm``: the order replayed,
+    torch's backward formula or one of the loss's ``other_gradient_replays``."""
     input, target, kwargs = batch.cases_last()
-    return _gradient_replay(loss)(dtype, input, target, np.moveaxis(grad_outputs, 0, -1), **kwargs)
+    return _gradient_replay(loss, algorithm)(dtype, input, target, np.moveaxis(grad_outputs, 0, -1), **kwargs)
 
 
-def _gradient_replay(loss: str) -> Callable[..., Tracked]:
-    model = BY_NAME[loss].gradient_replay
-    assert model is not None, f"{loss} has no gradient replay"
+def _gradient_replay(loss: str, algorithm: str = "torch") -> Callable[..., Tracked]:
+    entry = BY_NAME[loss]
+    model = entry.gradient_replay if algorithm == "torch" else entry.other_gradient_replays.get(algorithm)
+    assert model is not None, f"{loss} has no gradient replay for the algorithm {algorithm!r}"
     return model
 
 

@@ -1,6 +1,8 @@
 """The JAX port (adapters/jax_port.py): that it computes in JAX and not in torch, that a planted bug in it fails
 value parity, and its named divergence."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from hypothesis import Phase, find, settings  # noqa: E402
 
 from verification import registry  # noqa: E402
 from verification.cases import Case, CaseBatch, to_torch  # noqa: E402
-from verification.compare import ParityError, check_parity_batch  # noqa: E402
+from verification.compare import ParityError, check_gradient_parity_batch, check_parity_batch  # noqa: E402
 from verification.divergences import none  # noqa: E402
 from verification.dtypes import FLOAT16, FLOAT32, FLOAT64  # noqa: E402
 from verification.implementations import ImplUnderTest  # noqa: E402
@@ -125,3 +127,33 @@ def test_the_port_does_not_reject_as_torch_does(defect):
         settings=settings(max_examples=100, database=None, deadline=None, phases=[Phase.generate]),
     )
     assert handled_otherwise(found)
+
+
+@pytest.mark.parametrize(
+    ("loss", "input", "target", "kwargs"),
+    [
+        # p near a soft target: JAX's -(y / p) + (1 - y) / (1 - p) cancels
+        ("binary_cross_entropy", [0.30000000000000004, 0.7], [0.3, 0.7000000000000001], {"reduction": "sum"}),
+        # |x| = 30: e^(x - softplus(x)) carries softplus's rounding of about u |x|
+        ("binary_cross_entropy_with_logits", [-30.0, 30.0], [0.25, 0.75], {"reduction": "sum"}),
+    ],
+)
+def test_autodiff_gradients_are_bounded_for_their_own_order(loss, input, target, kwargs):
+    """The port's gradient of BCE and BCEWithLogits (JAX's reverse mode through the forward formula) passes the
+    bound replayed for that order (GRADIENT_ALGORITHMS), and exceeds the bound for torch's backward formula, which
+    the same port without the declaration is held to. A gradient off by 1e-9 relative fails either way."""
+    case = Case(loss, np.array(input), np.array(target), kwargs)
+    declared = ImplUnderTest(f"{loss}=adapters.jax_port:{loss}").call
+    check = functools.partial(
+        check_gradient_parity_batch, CaseBatch.of(case), np.ones((1,)), form="functional", dtype=FLOAT64, device="cpu"
+    )
+    check(declared, divergence=none)
+    with pytest.raises(ParityError, match="exceeds the tolerance model's bound"):
+        check(getattr(jax_port, loss), divergence=none)
+
+    def off(input, target, **kwargs):
+        return declared(input * (1 + 1e-9), target, **kwargs)
+
+    off.gradient_algorithms = declared.gradient_algorithms
+    with pytest.raises(ParityError, match="exceeds the tolerance model's bound"):
+        check(off, divergence=none)

@@ -74,6 +74,25 @@ def gradient_replay(
     return result.broadcast_to(np.shape(target))
 
 
+def autodiff_gradient_replay(
+    dtype: Dtype, input: F64, target: F64, grad_output: F64, weight: F64 | None = None, reduction: str = "mean"
+) -> Tracked:
+    """Reverse mode through the forward formula -(y max(log p, -100) + (1 - y) max(log1p(-p), -100)) [* w]
+    [mean], as an implementation without a hand-written backward computes the gradient (JAX's vjp): the upstream
+    c = grad [/ numel] [* w], then -(c y) / p + (c (1 - y)) / (1 - p), one rounding each. Where p is near a soft
+    target y the two quotients cancel, which torch's (p - y) / (p (1 - p)) does not: this bound is the one for
+    that order. (The clamps pass the gradient through: the gradient properties draw p (1 - p) >= 1e-12.)"""
+    p, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
+    c = Tracked.exact(grad_output, dtype)
+    if reduction == "mean":
+        c = c / float(case_size(target))
+    if weight is not None:
+        c = c * Tracked.exact(weight, dtype)
+    c = -c
+    result = (c * y) / p - (c * (1.0 - y)) / (1.0 - p)
+    return result.broadcast_to(np.shape(target))
+
+
 # torch's BCE backward divides by max(p (1 - p), 1e-12): the named divergence in test_gradients.py.
 BCE_GRAD_EPSILON = 1e-12
 
@@ -154,6 +173,7 @@ INFO = LossInfo(
     reference_gradient=gradients.binary_cross_entropy_grad,
     forward_replay=replay,
     gradient_replay=gradient_replay,
+    other_gradient_replays={"autodiff": autodiff_gradient_replay},
     oracle=binary_oracle.binary_cross_entropy,
     oracle_gradient=binary_oracle.binary_cross_entropy_grad,
     cases=binary_cross_entropy_cases,
