@@ -41,7 +41,7 @@ def sweep_record(sweep: Sweep, tally: Tally) -> dict[str, Any]:
         "nonfinite_mismatches": tally.nonfinite,
         "named": tally.named,
         "max_ulps": tally.max_ulps,
-        "max_at": tally.max_at,
+        "max_at": [{**example, "reproducer": repro.format(x=example["input_hex"])} for example in tally.max_at],
         "histogram_ulps": histogram,
         "within_bound": within,
         "bound": {
@@ -118,12 +118,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"{'yes' if report['every_result_within_bound'] else 'NO'}.\n",
         "Correctly rounded: torch's float32 result is the exact value rounded to nearest (NaN where it is NaN). "
         "Faithful: one of the two float32 numbers around the exact value. Max ulps: the largest |torch - exact| "
-        "in ulps of the correctly rounded value, among the results not correctly rounded.\n",
+        "in ulps of the correctly rounded value, among the results not correctly rounded. The histograms count "
+        "float32 numbers between torch's result and the correctly rounded one (0 where torch is correctly "
+        "rounded; a result of 0 where the exact value is 1e-20 is a billion float32 numbers away).\n",
         table(report),
     ]
     for s in report["sweeps"]:
         lines.append(f"\n## `{s['sweep']}`: {s['exact']}\n")
-        lines.append(f"Distance in ulps from the correctly rounded value: {s['histogram_ulps']}.")
+        lines.append(f"Float32 numbers from the correctly rounded value to torch's result: {s['histogram_ulps']}.")
         if s["zero_of_the_other_sign"]:
             lines.append(f"Zero of the other sign (correctly rounded otherwise): {s['zero_of_the_other_sign']:,}.")
         for claim, count in s["named"].items():
@@ -138,12 +140,15 @@ def markdown(report: dict[str, Any]) -> str:
             )
         for example in s["bound"]["over_at"]:
             lines.append(f"**Over the bound** at x = {example['input']!r}: {example}.")
-        for example in s["not_faithful_at"][:2]:
-            lines.append(
-                f"\nNot faithful at x = {example['input']!r} ({example['input_hex']}): torch {example['torch']!r}, "
-                f"correctly rounded {example['correctly_rounded']!r} ({example['ulps']:.4g} ulps). Reproduce with:"
-                f"\n\n```python\n{example['reproducer']}\n```"
-            )
+        if s["beyond_faithful"]:
+            shown = [("The largest error", e) for e in s["max_at"][:1]]
+            shown += [("The first result not faithful, in input order", e) for e in s["not_faithful_at"][:1]]
+            for what, example in shown:
+                lines.append(
+                    f"\n{what}: x = {example['input']!r} ({example['input_hex']}), torch {example['torch']!r}, "
+                    f"correctly rounded {example['correctly_rounded']!r} ({example['ulps']:.4g} ulps). Reproduce with:"
+                    f"\n\n```python\n{example['reproducer']}\n```"
+                )
         lines.append("")
     return "\n".join(lines) + "\n"
 
