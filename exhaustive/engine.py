@@ -143,22 +143,43 @@ def _classify(
 
     ``reference`` is the float64 reference (sign applied) where it was computed for every input; in a saturated
     range it is computed for the inputs where torch differs, and must give the range's value there."""
-    n = x.size
-    tally = Tally(inputs=n)
+    tally = Tally(inputs=x.size)
     c = np.asarray(candidate, dtype=np.float32)
+    if c.ndim == 0 and not np.isnan(c):
+        # A constant (a saturated range): equal in value, one pass; a zero of the other sign, one more.
+        differ = np.flatnonzero(got != c)
+        if c == 0:
+            tally.signed_zero += int(np.count_nonzero(got.view(np.uint32) == (c.view(np.uint32) ^ floats.SIGN)))
+        return _classify_differing(tally, exact, sign, x, got, c, reference, saturated, bin_of, differ)
     # Bitwise first (one pass): most inputs match to the bit; only the others are looked at further.
     differ = np.flatnonzero(got.view(np.uint32) != c.view(np.uint32))
-    same = n - differ.size
     if differ.size:
         gd, cd = got[differ], (c[differ] if c.ndim else c)
         with np.errstate(invalid="ignore"):
             nan_both = np.isnan(gd) & np.isnan(cd)
             equal = (gd == cd) | nan_both
         tally.signed_zero += int(np.count_nonzero(equal & ~nan_both))  # +0 against -0
-        same += int(np.count_nonzero(equal))
         wrong = differ[~equal]
     else:
         wrong = differ
+    return _classify_differing(tally, exact, sign, x, got, c, reference, saturated, bin_of, wrong)
+
+
+def _classify_differing(
+    tally: Tally,
+    exact: Exact,
+    sign: float,
+    x: F32,
+    got: F32,
+    c: np.ndarray,
+    reference: F64 | None,
+    saturated: Saturated | None,
+    bin_of: Callable[[np.ndarray], np.ndarray],
+    wrong: np.ndarray,
+) -> Classified:
+    """The rest of ``_classify``, given the indices of the results that are not correctly rounded."""
+    n = x.size
+    same = n - wrong.size
     tally.correct = tally.faithful = tally.histogram[0] = same
     empty = np.zeros(0)
     if not wrong.size:
