@@ -271,7 +271,10 @@ def _bce_with_logits(target: float, pos_weight: float | None) -> Callable[[F32, 
 def _cross_entropy(x: F32, impl: Impl, device: str) -> tuple[np.ndarray, ...]:
     # Laid out (N=1, C=2, d=n): the K-dimensional form vectorises along d; (n, 2) gives the same bits (the slice
     # test checks it) at a quarter of the speed.
-    logits = torch.stack([torch.zeros(x.size), torch.from_numpy(x)]).unsqueeze(0).to(device).requires_grad_()
+    logits = torch.empty((1, 2, x.size))
+    logits[0, 0] = 0.0
+    logits[0, 1] = torch.from_numpy(x)
+    logits = logits.to(device).requires_grad_()
     target = torch.zeros((1, x.size), dtype=torch.long, device=device)
     loss = impl(logits, target, reduction="none")
     loss.backward(torch.ones_like(loss))
