@@ -66,7 +66,14 @@ def main(arguments: list[str]) -> int:
             "chunks_computed_by_this_run": result.computed,
             "chunk_inputs": 1 << options.chunk_bits,
             "worker_seconds": result.timings.__dict__,
-            "inputs_per_domain_chunk": result.inputs,
+            "inputs": result.inputs,
+            # Per worker (one core each): every input through all of its domain's sweeps; the time in torch's
+            # kernels; the time forming the correctly rounded reference (where no closed form gives it).
+            "inputs_per_second_per_worker": {
+                name: result.inputs / seconds if seconds else 0.0
+                for name, seconds in (("whole_check", result.timings.total), ("torch", result.timings.torch),
+                                      ("reference", result.timings.reference))
+            },
         }  # fmt: skip
     run |= {"device": options.device, "impls": list(specs)}
     written = report.write(options.out, sweeps, tallies, run)
