@@ -125,7 +125,8 @@ _CATEGORICAL_REJECTIONS = {
     ),
     "a class index outside [0, C) that is not ignore_index": (
         "GatherElements takes a class index in [-C, -1] as counting from the last class and raises onnxruntime's "
-        "Fail below -C or from C on (test_a_class_index_from_minus_c_to_minus_1_counts_from_the_end)"
+        "Fail below -C or from C on (test_a_class_index_from_minus_c_to_minus_1_counts_from_the_end, "
+        "test_onnxruntime_rejects_with_its_own_exception_classes)"
     ),
     "class weights of the wrong size or rank": (
         "more than C class weights are computed with the first C, and a (1, C) weight raises onnxruntime's Fail "
