@@ -129,11 +129,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
-    """A property that compared nothing because the implementation under test lacks what every one of its cases
-    asks for (an argument its adapter declares unsupported) is skipped with the reason, as the matrix's UNSUPPORTED,
-    never passed with nothing compared."""
+    """A property that compared nothing because of the implementation under test (every case asks for an argument
+    its adapter declares unsupported, or falls under one of its named divergences) is skipped with the reason, as
+    the matrix's UNSUPPORTED or NAMED DIVERGENCE, never passed with nothing compared."""
     result = yield
-    reason = ledger.wholly_unsupported(item.nodeid)
+    reason = ledger.left_out_by_the_implementation(item.nodeid)
     if reason:
         pytest.skip(reason)
     return result

@@ -14,7 +14,8 @@ declares what its implementation lacks by raising ``Unsupported`` with the reaso
 left out with that reason counted in the report; for a whole check (a dtype, or the backward pass), the check
 is skipped with that reason and the matrix says UNSUPPORTED. An adapter never raises ``Unsupported`` for what it
 could compute: the reasons are fixed in each adapter's ``UNSUPPORTED`` table, and a property whose every case was
-left out as unsupported is skipped as UNSUPPORTED (``verification.ledger.wholly_unsupported``), never passed.
+left out as unsupported is skipped as UNSUPPORTED (``verification.ledger.left_out_by_the_implementation``), never
+passed.
 """
 
 from __future__ import annotations

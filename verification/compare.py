@@ -388,8 +388,11 @@ def check_gradient_parity_batch(
         _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
 
 
-def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str) -> type[Exception]:
-    """Torch and the reference both reject ``case``, with the same exception class."""
+def check_same_rejection(
+    case: Case, impl: LossImpl, *, form: str, dtype: Dtype, device: str
+) -> type[BaseException] | None:
+    """Torch and the reference both reject ``case``, with the same exception class: that class, one checked example
+    counted; None where the implementation lacks an argument of the case (left out, the reason counted)."""
     __tracebackhide__ = True
 
     def outcome(call: Callable[[], Any]) -> BaseException | None:
@@ -402,7 +405,8 @@ def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype,
     input, target, kwargs = to_torch(case, dtype, device)
     theirs = outcome(lambda: impl(input, target, **kwargs))
     if isinstance(theirs, Unsupported):
-        ledger.exclude(_left_out(theirs, impl))
+        ledger.exclude_cases([_left_out(theirs, impl)], of=1)
+        return None
     ours = outcome(lambda: _reference(case.loss)(case.input, case.target, **case.kwargs))
     repro = reproducer.snippet(case, dtype, device, form, label(impl))
     what = f"{case.describe()} in {form} form, {dtype} on {device}"
@@ -411,6 +415,7 @@ def check_same_rejection(case: Case, impl: LossImpl, *, form: str, dtype: Dtype,
             f"{what}: {label(impl)} {_outcome_words(theirs)}, the reference {_outcome_words(ours)}"
             f"\n\nReproduce with:\n\n{repro}\n"
         )
+    ledger.record_example()
     return type(theirs)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 import adapters
 
-from . import registry
+from . import ledger, registry
 from .cases import Case
 
 LossImpl = Callable[..., torch.Tensor]
@@ -133,14 +133,19 @@ def known_divergence(impl: LossImpl, rule: Callable[[Case], str | None], dtype: 
     """torch's rule for a loss (``rule``), and the implementation's own named divergences where it has any (an
     adapter's rules take the dtype too: whether a case falls under one may depend on it)."""
     own = getattr(impl, "known_divergence", _no_divergence)
-    return lambda case: rule(case) or own(case, dtype)
+    return lambda case: rule(case) or _named(impl, own(case, dtype))
 
 
 def known_gradient_divergence(
     impl: LossImpl, rule: Callable[[Case], str | None], dtype: Any
 ) -> Callable[[Case], str | None]:
     own = getattr(impl, "known_gradient_divergence", _no_divergence)
-    return lambda case: rule(case) or own(case, dtype)
+    return lambda case: rule(case) or _named(impl, own(case, dtype))
+
+
+def _named(impl: LossImpl, reason: str | None) -> str | None:
+    """An implementation's own divergence, named as such (ledger.NAMED_DIVERGENCE_OF) wherever it is counted."""
+    return f"{ledger.NAMED_DIVERGENCE_OF}{label(impl)}: {reason}" if reason else None
 
 
 def rejection_divergence(impl: LossImpl, defect: object) -> str | None:

@@ -77,34 +77,44 @@ def exclude(reason: str) -> None:
     hypothesis.reject()
 
 
-# The prefix of the reason a case is excluded under when the implementation under test lacks one of its arguments
-# (verification.compare's ``Unsupported`` handling).
+# The prefixes of the reasons a case is excluded under because of the implementation under test itself: it lacks one
+# of the case's arguments (verification.compare's ``Unsupported`` handling), or the case falls under one of its
+# named divergences (verification.implementations.known_divergence).
 UNSUPPORTED_BY = "unsupported by "
+NAMED_DIVERGENCE_OF = "named divergence of "
+
+
+def _of_the_implementation(reason: str) -> bool:
+    return reason.startswith((UNSUPPORTED_BY, NAMED_DIVERGENCE_OF))
 
 
 def exclude_cases(reasons: list[str], *, of: int) -> None:
     """Count the cases of a batch of ``of`` that were excluded, one reason each; drop the hypothesis example if that
     was every case (as ``exclude`` drops a single case's), so that hypothesis draws another in its place.
 
-    An example whose every case the implementation does not support is not dropped: the cases of an example share
-    their arguments, so a variant built on an argument the implementation lacks would have every example dropped
-    and end in hypothesis's health check; it is counted instead, and ``wholly_unsupported`` names it."""
+    An example whose every case was left out because of the implementation under test (an argument it lacks, or one
+    of its named divergences) is not dropped: the cases of an example share their arguments, so a variant built on
+    such an argument would have every example dropped and end in hypothesis's health check; it is counted instead,
+    and ``left_out_by_the_implementation`` names it."""
     for reason in reasons:
         RECORDS[current_test()].excluded[reason] += 1
         hypothesis.event(f"excluded: {reason}")
-    if reasons and len(reasons) == of and not all(reason.startswith(UNSUPPORTED_BY) for reason in reasons):
+    if reasons and len(reasons) == of and not all(_of_the_implementation(reason) for reason in reasons):
         hypothesis.reject()
 
 
-def wholly_unsupported(test: str) -> str | None:
-    """If ``test`` compared nothing and the implementation under test left cases out as unsupported: their reasons,
-    for the skip that the matrix reads as UNSUPPORTED (the other exclusions stay counted in the report). None
-    otherwise."""
+def left_out_by_the_implementation(test: str) -> str | None:
+    """If ``test`` compared nothing and cases were left out because of the implementation under test: why, for the
+    skip that the matrix reads as UNSUPPORTED (an argument it lacks) or NAMED DIVERGENCE (the other exclusions stay
+    counted in the report). None otherwise."""
     record = RECORDS.get(test)
     if record is None or record.compared:
         return None
-    reasons = sorted(reason for reason in record.excluded if reason.startswith(UNSUPPORTED_BY))
-    return "; ".join("UNSUPPORTED by " + reason.removeprefix(UNSUPPORTED_BY) for reason in reasons) or None
+    unsupported = sorted(reason for reason in record.excluded if reason.startswith(UNSUPPORTED_BY))
+    if unsupported:
+        return "; ".join("UNSUPPORTED by " + reason.removeprefix(UNSUPPORTED_BY) for reason in unsupported)
+    named = sorted(reason for reason in record.excluded if reason.startswith(NAMED_DIVERGENCE_OF))
+    return "; ".join(named) or None
 
 
 def record_comparison(error: float, bound: float, ratio: float, expected: float, ulp: float) -> None:
