@@ -77,6 +77,74 @@ kl_div = compiled_function("kl_div")
 LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "kl_div")
 
 
+# ---------------------------------------------------------------------------------------------
+# Named divergences: torch.compile rejects none of the defects of verification/rejections.py as torch's eager
+# kernels do. What torch's argument checks raise while dynamo traces the call (shapes, dtypes, the reduction
+# string) comes out as dynamo's TorchRuntimeError, a subclass of RuntimeError whose cause is torch's exception; what
+# the eager kernels check on values the compiled graph computes; and a class index out of range meets the bounds
+# check inductor generates, a RuntimeError. The rejection property leaves each defect out under its name;
+# test_compiled_code_does_not_reject_as_torch_does asserts, defect by defect, that one input is still handled so.
+# ---------------------------------------------------------------------------------------------
+
+_WRAPPED = (
+    "dynamo raises torch's own check, failing while it traces the call, as TorchRuntimeError (a RuntimeError "
+    "subclass) (test_compiled_code_does_not_reject_as_torch_does)"
+)
+_COMPUTES = (
+    "the compiled graph checks no values or dtypes and computes the call "
+    "(test_compiled_code_does_not_reject_as_torch_does)"
+)
+_INDEX_CHECK = (
+    "inductor's generated bounds check raises RuntimeError ('index out of bounds'), not IndexError "
+    "(test_compiled_code_does_not_reject_as_torch_does)"
+)
+REJECTION_DIVERGENCES = {
+    "binary_cross_entropy: an unknown reduction string": _WRAPPED,
+    "binary_cross_entropy: a target shape that differs from the input's": _WRAPPED,
+    "binary_cross_entropy: a weight that does not broadcast to the target": _WRAPPED + "; " + _COMPUTES,
+    "binary_cross_entropy: a weight that would enlarge the output": _COMPUTES,
+    "binary_cross_entropy: an input outside [0, 1] (NaN included)": _COMPUTES,
+    "binary_cross_entropy: a target outside [0, 1] (NaN included)": _COMPUTES,
+    "binary_cross_entropy: a target of another dtype than the input": _COMPUTES,
+    "binary_cross_entropy_with_logits: an unknown reduction string": _WRAPPED,
+    "binary_cross_entropy_with_logits: a target shape that differs from the input's": _WRAPPED,
+    "binary_cross_entropy_with_logits: a weight that does not broadcast to the target": _WRAPPED + "; " + _COMPUTES,
+    "binary_cross_entropy_with_logits: a weight that would enlarge the output": _COMPUTES,
+    "binary_cross_entropy_with_logits: a pos_weight that does not broadcast to the target": _WRAPPED + "; " + _COMPUTES,
+    "binary_cross_entropy_with_logits: a pos_weight that would enlarge the output": _COMPUTES,
+    "nll_loss: an unknown reduction string": _WRAPPED,
+    "nll_loss: a 0-dimensional input": _WRAPPED,
+    "nll_loss: a target batch size that differs from the input's": _WRAPPED,
+    "nll_loss: a class index outside [0, C) that is not ignore_index": _WRAPPED + "; " + _INDEX_CHECK,
+    "nll_loss: class weights of the wrong size or rank": _WRAPPED + "; " + _COMPUTES,
+    "nll_loss: class weights of another dtype than the input": _WRAPPED + "; " + _COMPUTES,
+    "nll_loss: an index target that is neither int64 nor uint8": _WRAPPED,
+    "nll_loss: a 2-dimensional target for an (N, C) input": _WRAPPED,
+    "nll_loss: a K-dimensional target whose extra sizes differ from the input's": _WRAPPED,
+    "nll_loss: an unbatched input with a target of more than one class": _WRAPPED,
+    "nll_loss: a uint8 target for a K-dimensional input": _WRAPPED,
+    "cross_entropy: an unknown reduction string": _WRAPPED,
+    "cross_entropy: a 0-dimensional input": _WRAPPED,
+    "cross_entropy: a target batch size that differs from the input's": _WRAPPED,
+    "cross_entropy: a class index outside [0, C) that is not ignore_index": _WRAPPED + "; " + _INDEX_CHECK,
+    "cross_entropy: class weights of the wrong size or rank": _WRAPPED + "; " + _COMPUTES,
+    "cross_entropy: class weights of another dtype than the input": _WRAPPED + "; " + _COMPUTES,
+    "cross_entropy: an index target that is neither int64 nor uint8": _WRAPPED,
+    "cross_entropy: a 2-dimensional target for an (N, C) input": _WRAPPED,
+    "cross_entropy: a K-dimensional target whose extra sizes differ from the input's": _WRAPPED,
+    "cross_entropy: an unbatched input with a target of more than one class": _WRAPPED,
+    "cross_entropy: a uint8 target for a K-dimensional input": _WRAPPED,
+    "cross_entropy: label_smoothing above 1": _WRAPPED,
+    "cross_entropy: probability targets with an ignore_index >= 0": _WRAPPED,
+    "cross_entropy: an integer target of the input's shape (read as probabilities)": _WRAPPED,
+    "cross_entropy: label smoothing with a K-dimensional input and a (1, C) weight": _WRAPPED,
+    "cross_entropy: probability targets with class weights of the wrong size": _WRAPPED,
+    "kl_div: an unknown reduction string": _WRAPPED,
+    "kl_div: an integral input": _WRAPPED,
+    "kl_div: an input and a target whose shapes do not broadcast": _WRAPPED,
+}
+
+
 def versions() -> dict[str, str]:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++") or "none found"
     return {"torch": torch.__version__, "c++ compiler": compiler}

@@ -140,6 +140,18 @@ REJECTION_DIVERGENCES = {
     "nll_loss: a 0-dimensional input": _OTHER_CLASS,
     "nll_loss: a 2-dimensional target for an (N, C) input": _OTHER_CLASS,
     "cross_entropy: a 0-dimensional input": _OTHER_CLASS,
+    "cross_entropy: class weights of another dtype than the input": _COMPUTES,
+    "cross_entropy: an index target that is neither int64 nor uint8": _COMPUTES,
+    "cross_entropy: a 2-dimensional target for an (N, C) input": _OTHER_CLASS,
+    "cross_entropy: a K-dimensional target whose extra sizes differ from the input's": _BROADCASTS,
+    "cross_entropy: a uint8 target for a K-dimensional input": _COMPUTES,
+    "cross_entropy: label_smoothing above 1": _COMPUTES,
+    "cross_entropy: probability targets with an ignore_index >= 0": _COMPUTES,
+    "cross_entropy: an integer target of the input's shape (read as probabilities)": _BROADCASTS,
+    "cross_entropy: label smoothing with a K-dimensional input and a (1, C) weight": _COMPUTES,
+    "cross_entropy: probability targets with class weights of the wrong size": _BROADCASTS,
+    "kl_div: an integral input": _COMPUTES,
+    "kl_div: an input and a target whose shapes do not broadcast": _OTHER_CLASS,
 }
 
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from adapters import AdapterError, compiled
+from tests.adapters.rejection_divergences import assert_still_diverges
 from verification.cases import Case, CaseBatch
 from verification.compare import ParityError, check_parity_batch
 from verification.divergences import none
@@ -44,3 +45,12 @@ def test_a_planted_bug_in_a_compiled_function_is_caught():
     case = Case("cross_entropy", np.array([[0.5, -1.0, 2.0]]), np.array([2]), {"label_smoothing": 0.5})
     with pytest.raises(ParityError, match="cross_entropy"):
         check_parity_batch(CaseBatch.of(case), planted, form="functional", dtype=FLOAT64, device="cpu", divergence=none)
+
+
+@pytest.mark.parametrize("defect", sorted(compiled.REJECTION_DIVERGENCES), ids=str)
+def test_compiled_code_does_not_reject_as_torch_does(defect):
+    """Named divergence: for each defect compiled code is named for, some input with that defect is computed by the
+    compiled graph, or rejected with another exception class than torch's eager kernels raise (dynamo's
+    TorchRuntimeError for what fails while tracing, inductor's RuntimeError for a class index out of range); the
+    test fails once torch.compile rejects every such input as eager torch does."""
+    assert_still_diverges(compiled, defect)

@@ -10,15 +10,12 @@ import torch.nn.functional as F
 
 jax_port = pytest.importorskip("adapters.jax_port", reason="jax is not installed (pip install -e '.[matrix]')")
 
-from hypothesis import Phase, find, settings  # noqa: E402
-
-from verification import registry  # noqa: E402
-from verification.cases import Case, CaseBatch, to_torch  # noqa: E402
+from tests.adapters.rejection_divergences import assert_still_diverges  # noqa: E402
+from verification.cases import Case, CaseBatch  # noqa: E402
 from verification.compare import ParityError, check_gradient_parity_batch, check_parity_batch  # noqa: E402
 from verification.divergences import none  # noqa: E402
 from verification.dtypes import FLOAT16, FLOAT32, FLOAT64  # noqa: E402
 from verification.implementations import ImplUnderTest  # noqa: E402
-from verification.rejections import DTYPE  # noqa: E402
 
 
 def test_the_port_computes_in_jax_not_torch(monkeypatch):
@@ -110,23 +107,7 @@ def test_the_port_does_not_reject_as_torch_does(defect):
     """Named divergence: for each defect the port is named for, some input with that defect is computed by the port,
     or rejected with another exception class than torch's (the port validates nothing, as JAX code usually does
     not); the test fails once the port rejects every such input as torch does."""
-    (declared,) = [d for d in registry.all_rejections() if str(d) == defect]
-
-    def handled_otherwise(case):
-        input, target, kwargs = to_torch(case, DTYPE, "cpu")
-        try:
-            getattr(jax_port, declared.loss)(input, target, **kwargs)
-        except Exception as error:
-            return type(error) is not declared.expected
-        return True
-
-    # The first such input settles it: no shrinking (find's default), which would only cost time.
-    found = find(
-        declared.cases(),
-        handled_otherwise,
-        settings=settings(max_examples=100, database=None, deadline=None, phases=[Phase.generate]),
-    )
-    assert handled_otherwise(found)
+    assert_still_diverges(jax_port, defect)
 
 
 @pytest.mark.parametrize(
