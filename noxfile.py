@@ -121,10 +121,10 @@ def exhaustive(session: nox.Session) -> None:
 @nox.session
 def matrix(session: nox.Session) -> None:
     """The implementations matrix: the value, gradient and rejection properties at ci depth against torch's eager
-    kernels and every adapter (adapters/: torch's decompositions, torch.compile, JAX, ONNX Runtime), each cell VERIFIED, FAILED or
-    UNSUPPORTED; writes evidence/matrix/ (matrix.json, matrix.md, one evidence report per implementation). Choose
-    implementations with `-- --implementations eager,compile`; other arguments go to each pytest run (-n auto
-    unless they choose)."""
+    kernels and every adapter (adapters/: torch's decompositions, torch.compile, JAX, ONNX Runtime), each cell
+    VERIFIED, FAILED, UNSUPPORTED, NAMED DIVERGENCE or NOT RUN; writes evidence/matrix/ (matrix.json, matrix.md,
+    one evidence report per implementation). Choose implementations with `-- --implementations eager,compile`;
+    other arguments go to each pytest run (-n auto unless they choose)."""
     _install_suite(session)
     session.install("-e", ".[test,matrix]")
     # inductor's compiled graphs are kept between runs: a graph built before costs about 0.15 s instead of 2 s.
