@@ -62,66 +62,44 @@ def lacks_every_argument(input, target, **kwargs):
     raise Unsupported("no argument is supported")
 
 
+def _only_skipped(pytester, path, selection, impl, skipped, reason):
+    """Run ``path``'s tests selected by ``selection`` against ``impl`` in this process: exactly ``skipped`` tests,
+    each skipped, none passed or failed, and the skip reason ``reason`` (a glob) printed."""
+    result = run_suite(
+        pytester, path, "-k", selection, "--impl", impl, "--hypothesis-profile=dev", "-p", "no:cacheprovider", "-rs"
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) == skipped and not outcomes.get("failed") and not outcomes.get("passed"), outcomes
+    result.stdout.fnmatch_lines([reason])
+
+
+LACKS_EVERYTHING = "nll_loss=tests.adapters.test_unsupported:lacks_every_argument"
+
+
 def test_a_property_whose_every_case_is_unsupported_is_skipped_as_unsupported(pytester):
     """A property whose every case the implementation lacks ends skipped as UNSUPPORTED with the reason (what the
     matrix reads), not in hypothesis's health check for too many dropped examples, and not passed with nothing
     compared."""
-    result = run_suite(
-        pytester,
-        "tests/test_parity.py",
-        "-k",
-        "nll_loss and float64 and functional",
-        "--impl",
-        "nll_loss=tests.adapters.test_unsupported:lacks_every_argument",
-        "--hypothesis-profile=dev",
-        "-p",
-        "no:cacheprovider",
-        "-rs",
-    )
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("skipped", 0) >= 1 and not outcomes.get("failed") and not outcomes.get("passed"), outcomes
-    result.stdout.fnmatch_lines(
-        ["*UNSUPPORTED by tests.adapters.test_unsupported:lacks_every_argument: no argument is supported*"]
-    )
+    _only_skipped(
+        pytester, "tests/test_parity.py", "nll_loss and float64 and functional", LACKS_EVERYTHING, 1,
+        "*UNSUPPORTED by tests.adapters.test_unsupported:lacks_every_argument: no argument is supported*",
+    )  # fmt: skip
 
 
 def test_a_rejection_whose_every_case_is_unsupported_is_skipped_as_unsupported(pytester):
     """The rejection property too: a defect whose every case the implementation lacks ends skipped as UNSUPPORTED,
     not in hypothesis's health check."""
-    result = run_suite(
-        pytester,
-        "tests/test_rejections.py",
-        "-k",
-        "nll_loss and functional and (unknown or 0-dimensional)",
-        "--impl",
-        "nll_loss=tests.adapters.test_unsupported:lacks_every_argument",
-        "--hypothesis-profile=dev",
-        "-p",
-        "no:cacheprovider",
-        "-rs",
-    )
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("skipped", 0) == 2 and not outcomes.get("failed") and not outcomes.get("passed"), outcomes
-    result.stdout.fnmatch_lines(["*UNSUPPORTED by tests.adapters.test_unsupported:lacks_every_argument*"])
+    _only_skipped(
+        pytester, "tests/test_rejections.py", "nll_loss and functional and (unknown or 0-dimensional)",
+        LACKS_EVERYTHING, 2, "*UNSUPPORTED by tests.adapters.test_unsupported:lacks_every_argument*",
+    )  # fmt: skip
 
 
 def test_a_property_whose_every_case_is_a_named_divergence_is_skipped_so(pytester):
     """A property whose every case falls under a named divergence of the implementation under test ends skipped with
     that divergence's name (the matrix's NAMED DIVERGENCE), not in hypothesis's health check."""
-    result = run_suite(
-        pytester,
-        "tests/test_parity.py",
-        "-k",
-        "nll_loss and float64 and functional",
-        "--impl",
-        "nll_loss=tests.adapters.diverging_everywhere:nll_loss",
-        "--hypothesis-profile=dev",
-        "-p",
-        "no:cacheprovider",
-        "-rs",
-    )
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("skipped", 0) == 1 and not outcomes.get("failed") and not outcomes.get("passed"), outcomes
-    result.stdout.fnmatch_lines(
-        ["*named divergence of tests.adapters.diverging_everywhere:nll_loss: every case (no test: a meta test's)*"]
-    )
+    _only_skipped(
+        pytester, "tests/test_parity.py", "nll_loss and float64 and functional",
+        "nll_loss=tests.adapters.diverging_everywhere:nll_loss", 1,
+        "*named divergence of tests.adapters.diverging_everywhere:nll_loss: every case (no test: a meta test's)*",
+    )  # fmt: skip
