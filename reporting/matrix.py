@@ -87,11 +87,35 @@ def _sentence(failure: str) -> str:
     return before[-1].strip() if before else ""
 
 
+# The properties that run against the implementation under test (the `implementation` fixtures); the other tests
+# of the property files check torch alone (gradcheck, torch's own named divergences) and make no adapter's cell.
+IMPLEMENTATION_PROPERTIES = (
+    "test_loss_matches_reference",
+    "test_gradient_matches_reference",
+    "test_nll_gradient_is_0_off_the_target_where_the_total_weight_is_0",
+    "test_torch_and_reference_reject_the_same_inputs",
+)
+
+
+def _losses_of(name: str) -> tuple[str, ...] | None:
+    """The losses an adapter has (None: torch's eager kernels, or a name that is no adapter: every loss)."""
+    import adapters
+
+    return None if name not in adapters.ADAPTERS else tuple(adapters.load(name).LOSSES)
+
+
 def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cells of one implementation: for an adapter, only the losses it has, and only the properties that ran
+    against it (a loss it lacks was torch's in that run, never that implementation's)."""
+    losses = _losses_of(name)
     grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for check in report["checks"]:
         kind = CHECKS.get(check.get("kind", ""))
         if kind is None or "loss" not in check:
+            continue
+        if losses is not None and (
+            check["loss"] not in losses or not any(p in check["id"] for p in IMPLEMENTATION_PROPERTIES)
+        ):
             continue
         dtype = "any" if kind == "rejections" else check.get("dtype", "any")
         grouped.setdefault((check["loss"], kind, dtype), []).append(check)

@@ -77,3 +77,27 @@ def test_the_runs_name_versions_and_a_flushing_arithmetic():
     under_test = [{"spec": "x", "versions": {"jax": "0.1"}, "flushes_subnormals": ["float32"]}]
     text = matrix.render(matrix.build({"x": _report(CHECKS, implementations_under_test=under_test)}))
     assert "jax 0.1; bounds for flush-to-zero arithmetic in float32" in text
+
+
+def test_an_adapter_has_cells_only_for_its_losses_and_the_properties_aimed_at_it():
+    """The ONNX operators adapter has NLL and cross-entropy only: in its run the other losses were torch's, and a
+    gradcheck of torch is no property of the adapter; neither makes a cell of that column."""
+    checks = [
+        _check("nll_loss", "parity", "float32", "passed", id="tests/test_parity.py::test_loss_matches_reference[x]"),
+        _check(
+            "binary_cross_entropy",
+            "parity",
+            "float32",
+            "passed",
+            id="tests/test_parity.py::test_loss_matches_reference[y]",
+        ),
+        _check(
+            "nll_loss",
+            "gradient",
+            "float64",
+            "passed",
+            id="tests/test_gradients.py::test_torch_gradients_pass_gradcheck[z]",
+        ),
+    ]
+    made = {(c["loss"], c["check"], c["dtype"]) for c in matrix.cells("onnxruntime-operators", _report(checks))}
+    assert made == {("nll_loss", "values", "float32")}
