@@ -107,7 +107,7 @@ known_gradient_divergence = known_divergence
 # fail. The rejection property leaves each defect out under its name; test_the_port_does_not_reject_as_torch_does
 # asserts, defect by defect, that the port still handles one of its inputs otherwise than torch.
 _COMPUTES = (
-    "the port checks no values or dtypes and computes the call (a class index out of range is gathered clamped) "
+    "the port checks no values or dtypes and computes the call (a class index out of range gathers NaN) "
     "(test_the_port_does_not_reject_as_torch_does)"
 )
 _BROADCASTS = (
@@ -227,7 +227,7 @@ def _picked(logp: jax.Array, target: jax.Array, weight: jax.Array | None, ignore
     kept = t != ignore_index
     safe = jnp.where(kept, t, 0)
     picked = jnp.squeeze(jnp.take_along_axis(logp, jnp.expand_dims(safe, dim), axis=dim), dim)
-    # torch takes class weights of any shape with C elements (test_nll_loss's "all arguments" draws (1, C) too)
+    # torch takes class weights of any shape with C elements (the NLL parity variant "all arguments" draws (1, C))
     w = jnp.ones(classes, logp.dtype) if weight is None else weight.reshape(-1)
     weights = jnp.where(kept, w[safe], jnp.zeros((), logp.dtype))
     return jnp.where(kept, -weights * picked, jnp.zeros((), logp.dtype)), weights
