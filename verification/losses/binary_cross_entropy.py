@@ -28,6 +28,7 @@ from ..strategies import (
     reduction_kwargs,
     single_cases,
 )
+from ..tolerance import backward
 from ..tolerance.forward import reduce
 from ..tolerance.tracked import F64, Tracked, case_size
 
@@ -83,9 +84,7 @@ def autodiff_gradient_replay(
     target y the two quotients cancel, which torch's (p - y) / (p (1 - p)) does not: this bound is the one for
     that order. (The clamps pass the gradient through: the gradient properties draw p (1 - p) >= 1e-12.)"""
     p, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
-    c = Tracked.exact(grad_output, dtype)
-    if reduction == "mean":
-        c = c / float(case_size(target))
+    c = backward.upstream(dtype, grad_output, reduction, case_size(target))
     if weight is not None:
         c = c * Tracked.exact(weight, dtype)
     c = -c

@@ -31,6 +31,7 @@ from ..strategies import (
     reduction_kwargs,
     single_cases,
 )
+from ..tolerance import backward
 from ..tolerance.forward import reduce
 from ..tolerance.tracked import F64, Tracked, case_size
 
@@ -119,9 +120,7 @@ def autodiff_gradient_replay(
     exponent's difference carries the rounding of softplus(z), about u |z|, so the derivative's relative error
     grows with |x| where torch's sigmoid's does not: this bound is the one for that order."""
     x, y = Tracked.exact(input, dtype), Tracked.exact(target, dtype)
-    c = Tracked.exact(grad_output, dtype)
-    if reduction == "mean":
-        c = c / float(case_size(target))
+    c = backward.upstream(dtype, grad_output, reduction, case_size(target))
     if weight is not None:
         c = c * Tracked.exact(weight, dtype)
 
