@@ -9,8 +9,9 @@ need and runs it.
 A cell is the checks of one loss and dtype (rejections: of one loss, any dtype) for one implementation:
 FAILED if any of them failed, UNSUPPORTED if every one was skipped as unsupported by the implementation,
 VERIFIED if every one that ran passed ("(N named)": N named divergences left cases or checks out), NAMED
-DIVERGENCE if every one was left out under a named divergence of the implementation. A skip for another reason
-(the module form, which an adapter does not have) is named in the cell, never counted as a pass.
+DIVERGENCE if none passed and at least one was left out under a named divergence of the implementation (the rest
+unsupported: their reasons are listed with it). A skip for another reason (the module form, which an adapter does
+not have) is named in the cell, never counted as a pass.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     for (loss, kind, dtype), checks in sorted(grouped.items()):
         failed = [c for c in checks if c["outcome"] in ("failed", "error")]
         unsupported = [c for c in checks if "UNSUPPORTED by" in c.get("skip_reason", "")]
+        unsupported_reasons = sorted({c["skip_reason"].split("UNSUPPORTED by ", 1)[1] for c in unsupported})
         named = sorted({c["skip_reason"] for c in checks if "named divergence of" in c.get("skip_reason", "")})
         skipped = [c for c in checks if c["outcome"] == "skipped" and c not in unsupported]
         other_skips = sorted({c["skip_reason"] for c in skipped if "named divergence of" not in c["skip_reason"]})
@@ -136,11 +138,11 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
             )  # fmt: skip
         elif passed:
             cell["verdict"] = "VERIFIED"
-        elif unsupported:
-            reason = unsupported[0]["skip_reason"]
-            cell.update(verdict="UNSUPPORTED", reason=reason.split("UNSUPPORTED by ", 1)[1])
         elif named:
+            # Some checks left out under a named divergence, the rest unsupported: what ran is the divergence.
             cell.update(verdict="NAMED DIVERGENCE", reason="; ".join(named))
+        elif unsupported:
+            cell.update(verdict="UNSUPPORTED", reason="; ".join(unsupported_reasons))
         else:
             cell.update(verdict="NOT RUN", reason="; ".join(other_skips) or "no check ran")
         cell["examples_compared"] = sum(c.get("examples_compared", 0) for c in checks)
@@ -151,6 +153,8 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
             cell["not_run"] = other_skips
         if named:
             cell["named_divergences"] = named
+        if unsupported_reasons and cell["verdict"] != "UNSUPPORTED":
+            cell["unsupported"] = unsupported_reasons
         excluded: dict[str, int] = {}
         for c in checks:
             for reason, count in c.get("examples_excluded", {}).items():
@@ -241,8 +245,9 @@ def render(matrix: dict[str, Any]) -> str:
     if unsupported:
         lines += ["", "## UNSUPPORTED, NAMED DIVERGENCE and NOT RUN cells", ""]
         for cell in unsupported:
+            also = "; unsupported: " + "; ".join(cell["unsupported"]) if cell.get("unsupported") else ""
             lines.append(
-                f"- {cell['implementation']}: {cell['loss']} {cell['check']}, {cell['dtype']}: {cell['reason']}"
+                f"- {cell['implementation']}: {cell['loss']} {cell['check']}, {cell['dtype']}: {cell['reason']}{also}"
             )
     return "\n".join(lines) + "\n"
 

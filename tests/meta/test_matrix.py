@@ -38,6 +38,11 @@ CHECKS = [
     _check("nll_loss", "gradient", "float32", "skipped", skip_reason="UNSUPPORTED by x: no backward pass"),
     # every check left out under a named divergence
     _check("nll_loss", "rejection", "float32", "skipped", skip_reason="named divergence of x: accepts int32"),
+    # some checks left out under a named divergence, the others unsupported: the divergence, the reasons listed
+    _check("cross_entropy", "rejection", "float32", "skipped", skip_reason="named divergence of x: int32"),
+    _check("cross_entropy", "rejection", "float32", "skipped", skip_reason="UNSUPPORTED by x: no smoothing"),
+    _check("cross_entropy", "rejection", "float32", "skipped", skip_reason="UNSUPPORTED by x: no smoothing"),
+    _check("cross_entropy", "rejection", "float32", "skipped", skip_reason="UNSUPPORTED by x: no 1-D input"),
     # skipped for another reason only: never a pass
     _check("kl_div", "parity", "float32", "skipped", skip_reason="the module form: the adapter is a function"),
 ]
@@ -59,6 +64,11 @@ def test_each_cell_takes_the_verdict_of_its_checks():
     }
     # rejections make one cell per loss, of any dtype
     assert cells["nll_loss", "rejections", "any"]["verdict"] == "NAMED DIVERGENCE"
+    assert cells["cross_entropy", "rejections", "any"] == cells["cross_entropy", "rejections", "any"] | {
+        "verdict": "NAMED DIVERGENCE",
+        "reason": "named divergence of x: int32",
+        "unsupported": ["x: no 1-D input", "x: no smoothing"],
+    }
     assert cells["kl_div", "values", "float32"]["verdict"] == "NOT RUN"
     assert "module form" in cells["kl_div", "values", "float32"]["reason"]
 
@@ -73,6 +83,7 @@ def test_a_failed_cell_carries_the_sentence_and_the_reproducer():
     assert "| nll_loss | values | float64 | VERIFIED (2 named) |" in text
     assert f"```python\n{REPRODUCER}\n```" in text
     assert "- x: nll_loss gradients, float32: x: no backward pass" in text
+    assert "- x: cross_entropy rejections, any: named divergence of x: int32; unsupported: x: no 1-D input" in text
 
 
 def test_the_runs_name_versions_and_a_flushing_arithmetic():
