@@ -29,7 +29,9 @@ The derivatives are those of the forward definitions in ``binary.py``, ``categor
 'mean' divides by the same denominator as the forward (the element count, or the summed
 weights of the non-ignored targets). The one cancellation a naive form would suffer,
 softmax_y - 1 when the target's probability is near 1, is taken as minus the sum of the other
-probabilities instead.
+probabilities instead, there only: where softmax_y < 1/2 it is computed as it reads, since a sum of
+thousands of small probabilities carries the normaliser's rounding (tens of units of roundoff at
+2^15 classes) where softmax_y - 1 rounds once.
 """
 
 from __future__ import annotations
@@ -193,9 +195,10 @@ def cross_entropy_grad(
 
         weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
         class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
-        # s_k - [k = y], with s_y - 1 taken as minus the other classes' probabilities (no cancellation).
+        # s_k - [k = y], with s_y - 1 taken as minus the other classes' probabilities where s_y >= 1/2 (no
+        # cancellation), and as it reads below (one rounding, where the sum of the others would carry many).
         others = np.sum(np.where(one_hot, 0.0, s), axis=class_dim, keepdims=True)
-        s_minus_one_hot = np.where(one_hot, -others, s)
+        s_minus_one_hot = np.where(one_hot, np.where(s < 0.5, s - 1.0, -others), s)
         per_element = (
             _per_unit_total_weight(picked, reduction, class_dim) * Scaled.of(1.0 - eps) * Scaled.of(s_minus_one_hot)
         )
