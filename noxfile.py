@@ -144,7 +144,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on reference/ (the code whose correctness everything rests on) and reporting/."""
+    """mypy --strict on reference/ (the code whose correctness everything rests on), reporting/ and exhaustive/."""
     _install_suite(session)  # reporting/ is typed against torch, pytest, hypothesis and matplotlib
     session.install("mypy")
     session.run("mypy")

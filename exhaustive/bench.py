@@ -5,14 +5,30 @@ rounded reference and for the whole check, against what NumPy's float64 ufuncs a
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
 
 from . import engine, floats, sweeps
+from .floats import F32, F64
+
+
+class Throughput(TypedDict):
+    """``throughput``'s record: inputs per second, rounded to integers."""
+
+    chunk: str
+    sweeps: int
+    torch_per_kernel: dict[str, int]
+    torch_all_kernels: int
+    reference_per_function: dict[str, int]
+    reference_all_functions: int
+    whole_check: int
+    limit_log1p_exp_float64: int
+    limit_float64_copy: int
 
 
 def _best(call: Callable[[], object], repeats: int = 3) -> float:
@@ -24,7 +40,15 @@ def _best(call: Callable[[], object], repeats: int = 3) -> float:
     return best
 
 
-def throughput(chunk_bits: int = engine.CHUNK_BITS, start: float = 1.0) -> dict[str, Any]:
+def _run_kernel(kernel: sweeps.Kernel, x: F32) -> tuple[F32, ...]:
+    return kernel.run(x, engine._torch(kernel), "cpu")
+
+
+def _correctly_rounded(exact: sweeps.Exact, x64: F64, x: F32) -> tuple[F32, int]:
+    return floats.correctly_rounded(exact.reference(x64), x, exact.mp)
+
+
+def throughput(chunk_bits: int = engine.CHUNK_BITS, start: float = 1.0) -> Throughput:
     """Inputs per second on one core (the fastest of 3 passes over the chunk)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -36,14 +60,11 @@ def throughput(chunk_bits: int = engine.CHUNK_BITS, start: float = 1.0) -> dict[
         n = x.size
         logit = tuple(s for s in sweeps.SWEEPS if s.domain is sweeps.LOGITS)
         kernels = {s.kernel.name: s.kernel for s in logit}
-        torch_rates = {
-            name: n / _best(lambda k=kernel: k.run(x, engine._torch(k), "cpu")) for name, kernel in kernels.items()
-        }
+        torch_rates = {name: n / _best(functools.partial(_run_kernel, kernel, x)) for name, kernel in kernels.items()}
         all_kernels = n / _best(lambda: [k.run(x, engine._torch(k), "cpu") for k in kernels.values()])
         exacts = {s.exact.name: s.exact for s in logit}
         reference_rates = {
-            name: n / _best(lambda e=exact: floats.correctly_rounded(e.reference(x64), x, e.mp))
-            for name, exact in exacts.items()
+            name: n / _best(functools.partial(_correctly_rounded, exact, x64, x)) for name, exact in exacts.items()
         }
         all_references = n / _best(
             lambda: [floats.correctly_rounded(e.reference(x64), x, e.mp) for e in exacts.values()]
@@ -67,7 +88,7 @@ def throughput(chunk_bits: int = engine.CHUNK_BITS, start: float = 1.0) -> dict[
     }
 
 
-def markdown(record: dict[str, Any]) -> str:
+def markdown(record: Throughput) -> str:
     rows = [
         f"Exhaustive sweeps, inputs per second on one core ({record['chunk']}; every input through all "
         f"{record['sweeps']} logit sweeps):\n",

@@ -21,19 +21,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-from tests.test_exhaustive import ulps
 from verification.dtypes import FLOAT32
 from verification.implementations import ImplUnderTest, torch_impl
 from verification.tolerance.tracked import RULES
 
 from . import floats
 from .floats import F32, F64
-from .sweeps import Domain, Exact, Kernel, Saturated, Sweep
+from .sweeps import Domain, Exact, Impl, Kernel, Saturated, Sweep
 
 CHUNK_BITS = 22  # 4 Mi inputs a chunk: 1024 chunks for the 2^32 logits
 PLOT_BINS = 64  # per chunk, the largest error in each of this many runs of consecutive inputs, for the plot
@@ -121,12 +121,12 @@ class Classified:
     per run, and the results not correctly rounded, for the bound."""
 
     tally: Tally
-    runs: np.ndarray
-    run_max: np.ndarray
+    runs: npt.NDArray[np.intp]
+    run_max: F64
     x: F32
     got: F32
     reference: F64
-    nonfinite: np.ndarray
+    nonfinite: npt.NDArray[np.bool_]
 
 
 def _classify(
@@ -137,7 +137,7 @@ def _classify(
     candidate: F32 | np.float32,
     reference: F64 | None,
     saturated: Saturated | None,
-    bin_of: Callable[[np.ndarray], np.ndarray],
+    bin_of: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.intp]],
 ) -> Classified:
     """Classify ``got`` against the correctly rounded ``candidate`` (sign applied) at the inputs ``x``.
 
@@ -171,11 +171,11 @@ def _classify_differing(
     sign: float,
     x: F32,
     got: F32,
-    c: np.ndarray,
+    c: F32,
     reference: F64 | None,
     saturated: Saturated | None,
-    bin_of: Callable[[np.ndarray], np.ndarray],
-    wrong: np.ndarray,
+    bin_of: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.intp]],
+    wrong: npt.NDArray[np.intp],
 ) -> Classified:
     """The rest of ``_classify``, given the indices of the results that are not correctly rounded."""
     n = x.size
@@ -228,7 +228,7 @@ def _classify_differing(
     counts = np.bincount(np.frexp((distance - 1).astype(np.float64))[1] + 1, minlength=HISTOGRAM_BINS)
     tally.histogram = [a + int(b) for a, b in zip(tally.histogram, counts, strict=True)]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        in_ulps = np.abs(g64 - rf) / ulps(FLOAT32, cr64)
+        in_ulps = np.abs(g64 - rf) / FLOAT32.ulps(cr64)
     if not all_finite:
         in_ulps[nonfinite] = 0.0
         gw, crw = found_got, found_correct
@@ -251,7 +251,7 @@ def _classify_differing(
     return Classified(tally, runs[starts], np.maximum.reduceat(in_ulps, starts), xw, gw, rw, nonfinite)
 
 
-def _apply(tally: Tally, plot: np.ndarray, sweep: Sweep, found: Classified) -> None:
+def _apply(tally: Tally, plot: F64, sweep: Sweep, found: Classified) -> None:
     """Add a segment's figures to a sweep's, and compare its results that are not correctly rounded with the bound."""
     tally.merge(found.tally)
     if found.runs.size:
@@ -271,16 +271,16 @@ def _apply(tally: Tally, plot: np.ndarray, sweep: Sweep, found: Classified) -> N
 
 def _compare_all(
     tallies: dict[str, Tally],
-    plots: dict[str, np.ndarray],
+    plots: dict[str, F64],
     mine: list[Sweep],
-    results: dict[str, np.ndarray],
+    results: dict[str, F32],
     start: int,
     stop: int,
     classify: Callable[[float, F32], Classified],
 ) -> None:
     """Each sweep on one segment; a sweep whose results are bitwise those of an earlier one with the same sign (the
     same arithmetic: BCEWithLogits with pos_weight at y = 0, its gradient and sigmoid) reuses its classification."""
-    done: list[tuple[float, np.ndarray, Classified]] = []
+    done: list[tuple[float, F32, Classified]] = []
     for sweep in mine:
         got = results[sweep.name][start:stop]
         bits = got.view(np.uint32)
@@ -294,7 +294,7 @@ def _compare_all(
         _apply(tallies[sweep.name], plots[sweep.name], sweep, found)
 
 
-def check_bound(tally: Tally, sweep: Sweep, x: F32, got: F32, reference: F64, nonfinite: np.ndarray) -> None:
+def check_bound(tally: Tally, sweep: Sweep, x: F32, got: F32, reference: F64, nonfinite: npt.NDArray[np.bool_]) -> None:
     """Results not correctly rounded, against the tolerance model's bound: |torch - reference| <= bound, NaN where
     the reference is NaN, the same infinity where it is infinite; a result without a finite bound is counted under
     the reason of the rule that made it so (as tests/test_exhaustive.py counts them).
@@ -349,7 +349,7 @@ NAN_LOW = ("NaN", floats.key_of(-np.inf) - 1)  # keys below -inf's are the negat
 NAN_HIGH = ("NaN", floats.key_of(np.inf) + 1)
 
 
-def segments(keys: np.ndarray, exact: Exact) -> Iterator[tuple[int, int, Saturated | str | None]]:
+def segments(keys: npt.NDArray[np.uint32], exact: Exact) -> Iterator[tuple[int, int, Saturated | str | None]]:
     """(start, stop, kind) cutting the ascending ``keys``: a saturated range, "NaN", or None (the reference)."""
     marks: list[tuple[int, int, Saturated | str]] = [(0, NAN_LOW[1], "NaN"), (NAN_HIGH[1], 2**32 - 1, "NaN")]
     marks += [(*r.keys(), r) for r in exact.saturated]
@@ -386,14 +386,14 @@ class Timings:
 
 
 def check_keys(
-    keys: np.ndarray, sweeps: tuple[Sweep, ...], impls: dict[str, Callable[..., Any]], device: str
+    keys: npt.NDArray[np.uint32], sweeps: tuple[Sweep, ...], impls: dict[str, Impl], device: str
 ) -> tuple[dict[str, Tally], Timings]:
     """Every sweep of ``sweeps`` (all of one domain) at the inputs with the ascending ``keys``; ``impls``: the
     implementation under test of a loss (torch's functional signature) where it is not torch's."""
     started = time.perf_counter()
     timings = Timings()
     x = floats.bits_of_keys(keys).view(np.float32)
-    results: dict[str, np.ndarray] = {}
+    results: dict[str, F32] = {}
     for kernel in _kernels(sweeps):
         impl = impls[kernel.loss] if kernel.loss in impls else _torch(kernel)
         begun = time.perf_counter()
@@ -444,9 +444,16 @@ def check_keys(
     return tallies, timings
 
 
-def _bins(start: int, bins: int, size: int) -> Callable[[np.ndarray], np.ndarray]:
+def _bins(start: int, bins: int, size: int) -> Callable[[npt.NDArray[np.intp]], npt.NDArray[np.intp]]:
     """The plot's run of each input of a segment starting at ``start``, from its index in the segment."""
     return lambda i: (start + i) * bins // size
+
+
+class _Negated(TypedDict, total=False):
+    """A segment's correctly rounded value and reference, negated once for the sweeps of sign -1."""
+
+    rounded: F32 | np.float32
+    reference: F64 | None
 
 
 def _classifier(
@@ -455,11 +462,11 @@ def _classifier(
     rounded: F32 | np.float32,
     reference: F64 | None,
     saturated: Saturated | None,
-    bin_of: Callable[[np.ndarray], np.ndarray],
+    bin_of: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.intp]],
 ) -> Callable[[float, F32], Classified]:
     """``_classify`` of a segment for a sweep of either sign: the correctly rounded value and reference negate."""
 
-    negated: dict[str, Any] = {}
+    negated: _Negated = {}
 
     def classify(sign: float, got: F32) -> Classified:
         if sign > 0:
@@ -498,7 +505,7 @@ def _kernels(sweeps: tuple[Sweep, ...]) -> list[Kernel]:
     return list({sweep.kernel.name: sweep.kernel for sweep in sweeps}.values())
 
 
-def _torch(kernel: Kernel) -> Any:
+def _torch(kernel: Kernel) -> Impl | None:
     return torch_impl(kernel.loss, "functional") if kernel.loss else None
 
 
@@ -512,7 +519,7 @@ class Chunk:
     chunk_bits: int
 
     @property
-    def keys(self) -> np.ndarray:
+    def keys(self) -> npt.NDArray[np.uint32]:
         low = self.domain.low + (self.index << self.chunk_bits)
         high = min(low + (1 << self.chunk_bits), self.domain.high + 1)
         return np.arange(low, high, dtype=np.uint64).astype(np.uint32)
@@ -530,13 +537,14 @@ def chunks_of(domain: Domain, chunk_bits: int) -> list[Chunk]:
     return [Chunk(domain, i, chunk_bits) for i in range(chunk_count(domain, chunk_bits))]
 
 
-def slice_keys(domain: Domain, size: int, seed: int) -> np.ndarray:
+def slice_keys(domain: Domain, size: int, seed: int) -> npt.NDArray[np.uint32]:
     """``size`` distinct random keys of the domain, with the special inputs in it, ascending: the random slice."""
     rng = np.random.default_rng(seed)
     drawn = rng.integers(domain.low, domain.high + 1, size=size, dtype=np.uint64, endpoint=False)
     special = SPECIAL_KEYS[(SPECIAL_KEYS >= domain.low) & (SPECIAL_KEYS <= domain.high)]
     keys = np.sort(np.concatenate([drawn.astype(np.uint32), special]))
-    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    first: npt.NDArray[np.bool_] = np.concatenate([[True], keys[1:] != keys[:-1]])
+    return keys[first]
 
 
 def _chunk_path(out: str, chunk: Chunk, what: str) -> str:
@@ -691,7 +699,7 @@ def gather(out: str, sweeps: tuple[Sweep, ...], every: list[Chunk], what: str, c
     return RunResult(tallies, timings, done, len(every), computed, wall, inputs)
 
 
-def implementations(specs: tuple[str, ...]) -> dict[str, Callable[..., Any]]:
+def implementations(specs: tuple[str, ...]) -> dict[str, Impl]:
     """--impl specs (LOSS=module:attribute) as the implementation of each loss they name."""
     return {impl.loss: impl.call for impl in (ImplUnderTest(spec) for spec in specs)}
 
@@ -700,7 +708,7 @@ def run_slice(
     sweeps: tuple[Sweep, ...],
     size: int,
     seed: int,
-    impls: dict[str, Callable[..., Any]] | None = None,
+    impls: dict[str, Impl] | None = None,
     device: str = "cpu",
 ) -> dict[str, Tally]:
     """The random slice: ``size`` random inputs of each sweep's domain (and the special inputs), in this process."""

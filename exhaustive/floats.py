@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import mpmath
+import mpmath  # type: ignore[import-untyped]  # mpmath ships neither type stubs nor a py.typed marker
 import numpy as np
+import numpy.typing as npt
 
-F32 = np.ndarray
-F64 = np.ndarray
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 
 SIGN = np.uint32(0x80000000)
 
@@ -32,12 +33,12 @@ REFERENCE_ACCURACY = 2.0**-44
 OVERFLOW_MIDPOINT = 2.0**128 - 2.0**103
 
 
-def bits_of_keys(keys: np.ndarray) -> np.ndarray:
+def bits_of_keys(keys: np.ndarray) -> npt.NDArray[np.uint32]:
     keys = np.asarray(keys, dtype=np.uint32)
     return np.where(keys >= SIGN, keys ^ SIGN, ~keys).astype(np.uint32)
 
 
-def keys_of_bits(bits: np.ndarray) -> np.ndarray:
+def keys_of_bits(bits: np.ndarray) -> npt.NDArray[np.uint32]:
     bits = np.asarray(bits, dtype=np.uint32)
     return np.where(bits & SIGN, ~bits, bits | SIGN).astype(np.uint32)
 
@@ -51,7 +52,7 @@ def value_of_key(key: int) -> float:
     return float(bits_of_keys(np.array([key], dtype=np.uint32)).view(np.float32)[0])
 
 
-def ordinal(values: F32) -> np.ndarray:
+def ordinal(values: F32 | np.float32) -> npt.NDArray[np.int64]:
     """Signed position on the float32 line, +0 and -0 both at 0: the difference of two ordinals is their distance in
     ulps (inf counts as one past the largest finite number)."""
     bits = np.asarray(values, dtype=np.float32).view(np.int32)
@@ -66,7 +67,7 @@ def ordinal(values: F32) -> np.ndarray:
 ExactFunction = Callable[[mpmath.mpf], tuple[mpmath.mpf, mpmath.mpf]]
 
 
-def ordinal32(values: F32) -> np.ndarray:
+def ordinal32(values: F32) -> npt.NDArray[np.int32]:
     """``ordinal`` of finite float32 numbers, as int32 (the difference of two needs int64)."""
     bits = values.view(np.int32)
     return np.where(bits < 0, np.int32(-(2**31)) - bits, bits)
@@ -82,7 +83,7 @@ def correctly_rounded(reference: F64, x: F32, exact: ExactFunction) -> tuple[F32
     return rounded, int(near_midpoint.size)
 
 
-def rounded_unless_near_midpoint(reference: F64) -> tuple[F32, np.ndarray]:
+def rounded_unless_near_midpoint(reference: F64) -> tuple[F32, npt.NDArray[np.intp]]:
     """The float32 rounding of the reference, and the indices where it may not be the correctly rounded value (the
     interval of the reference's accuracy holds a midpoint)."""
     with np.errstate(over="ignore", invalid="ignore"):

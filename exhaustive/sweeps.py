@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import mpmath
+import mpmath  # type: ignore[import-untyped]  # mpmath ships neither type stubs nor a py.typed marker
 import numpy as np
+import numpy.typing as npt
 import torch
 
 import reference
@@ -139,11 +140,11 @@ def _mp_sigmoid(x: mpmath.mpf) -> tuple[mpmath.mpf, mpmath.mpf]:
     return mpmath.mpf(0), mpmath.exp(x) / (1 + mpmath.exp(x))
 
 
-def _mp_negated(f: Callable[[mpmath.mpf], tuple[mpmath.mpf, mpmath.mpf]]) -> Callable[..., Any]:
+def _mp_negated(f: ExactFunction) -> ExactFunction:
     return lambda x: f(-x)
 
 
-def _mp_tripled(f: Callable[[mpmath.mpf], tuple[mpmath.mpf, mpmath.mpf]]) -> Callable[..., Any]:
+def _mp_tripled(f: ExactFunction) -> ExactFunction:
     def tripled(x: mpmath.mpf) -> tuple[mpmath.mpf, mpmath.mpf]:
         head, tail = f(x)
         return mpmath.fmul(3, head, exact=True), 3 * tail
@@ -243,7 +244,8 @@ class Kernel:
     domain: Domain
     loss: str | None  # the loss whose --impl replaces torch's here; None for the building blocks
     outputs: tuple[str, ...]
-    run: Callable[[F32, Impl, str], tuple[np.ndarray, ...]]
+    # Called with the implementation of ``loss`` (None for the building blocks, which call torch themselves).
+    run: Callable[[F32, Impl | None, str], tuple[F32, ...]]
     repro: str  # a Python snippet printing the outputs at one input, ``{x}`` (a float32 as float.fromhex)
 
 
@@ -251,24 +253,26 @@ def _as_leaf(x: F32, device: str) -> torch.Tensor:
     return torch.from_numpy(x).to(device).requires_grad_()
 
 
-def _results(*tensors: torch.Tensor) -> tuple[np.ndarray, ...]:
+def _results(*tensors: torch.Tensor) -> tuple[F32, ...]:
     return tuple(t.detach().cpu().numpy().astype(np.float32, copy=False) for t in tensors)
 
 
-def _bce_with_logits(target: float, pos_weight: float | None) -> Callable[[F32, Impl, str], tuple[np.ndarray, ...]]:
-    def run(x: F32, impl: Impl, device: str) -> tuple[np.ndarray, ...]:
+def _bce_with_logits(target: float, pos_weight: float | None) -> Callable[[F32, Impl | None, str], tuple[F32, ...]]:
+    def run(x: F32, impl: Impl | None, device: str) -> tuple[F32, ...]:
+        assert impl is not None
         leaf = _as_leaf(x, device)
         kwargs: dict[str, Any] = {"reduction": "none"}
         if pos_weight is not None:
             kwargs["pos_weight"] = torch.tensor([pos_weight], dtype=torch.float32, device=device)
         loss = impl(leaf, torch.full_like(leaf, target).detach(), **kwargs)
-        loss.backward(torch.ones_like(loss))
+        loss.backward(torch.ones_like(loss))  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
+        assert leaf.grad is not None
         return _results(loss, leaf.grad)
 
     return run
 
 
-def _cross_entropy(x: F32, impl: Impl, device: str) -> tuple[np.ndarray, ...]:
+def _cross_entropy(x: F32, impl: Impl | None, device: str) -> tuple[F32, ...]:
     # Laid out (N=1, C=2, d=n): the K-dimensional form vectorises along d; (n, 2) gives the same bits (the slice
     # test checks it) at a quarter of the speed.
     logits = torch.empty((1, 2, x.size))
@@ -276,24 +280,26 @@ def _cross_entropy(x: F32, impl: Impl, device: str) -> tuple[np.ndarray, ...]:
     logits[0, 1] = torch.from_numpy(x)
     logits = logits.to(device).requires_grad_()
     target = torch.zeros((1, x.size), dtype=torch.long, device=device)
+    assert impl is not None
     loss = impl(logits, target, reduction="none")
-    loss.backward(torch.ones_like(loss))
+    loss.backward(torch.ones_like(loss))  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
     assert logits.grad is not None
     return _results(loss[0], logits.grad[0, 1], logits.grad[0, 0])
 
 
-def _log_sigmoid(x: F32, impl: Impl, device: str) -> tuple[np.ndarray, ...]:
+def _log_sigmoid(x: F32, impl: Impl | None, device: str) -> tuple[F32, ...]:
     with torch.no_grad():
         return _results(torch.nn.functional.logsigmoid(torch.from_numpy(x).to(device)))
 
 
-def _sigmoid(x: F32, impl: Impl, device: str) -> tuple[np.ndarray, ...]:
+def _sigmoid(x: F32, impl: Impl | None, device: str) -> tuple[F32, ...]:
     with torch.no_grad():
         return _results(torch.sigmoid(torch.from_numpy(x).to(device)))
 
 
-def _bce(target: float) -> Callable[[F32, Impl, str], tuple[np.ndarray, ...]]:
-    def run(p: F32, impl: Impl, device: str) -> tuple[np.ndarray, ...]:
+def _bce(target: float) -> Callable[[F32, Impl | None, str], tuple[F32, ...]]:
+    def run(p: F32, impl: Impl | None, device: str) -> tuple[F32, ...]:
+        assert impl is not None
         with torch.no_grad():
             probabilities = torch.from_numpy(p).to(device)
             return _results(impl(probabilities, torch.full_like(probabilities, target), reduction="none"))
@@ -517,7 +523,7 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Named:
-    where: Callable[[F32], np.ndarray]
+    where: Callable[[F32], npt.NDArray[np.bool_]]
     claim: str
     source: str
 

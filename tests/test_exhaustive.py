@@ -7,6 +7,8 @@ the largest error in units in the last place (ulps) of the dtype and the input w
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -25,16 +27,6 @@ def every_finite_value(dtype: Dtype) -> np.ndarray:
     bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
     values = bits.view(dtype.torch).to(torch.float64).numpy()
     return np.sort(values[np.isfinite(values)])
-
-
-def ulps(dtype: Dtype, values: np.ndarray) -> np.ndarray:
-    """The dtype's ulp at each value (the spacing of its numbers there; the subnormal spacing near 0)."""
-    exponent = np.frexp(np.abs(values))[1] - 1
-    with np.errstate(over="ignore"):
-        spacing = np.ldexp(2 * dtype.unit_roundoff, exponent)
-    return np.where(
-        (values == 0) | ~np.isfinite(values), dtype.smallest_subnormal, np.maximum(spacing, dtype.smallest_subnormal)
-    )
 
 
 def _sweep(
@@ -82,7 +74,7 @@ def _sweep(
             f"the error {error[worst]:.3g} exceeds the tolerance model's bound {bound[worst]:.3g} "
             f"({int(np.sum(over))} of {inputs.size} inputs over their bound)\n\nReproduce with:\n\n{repro}\n"
         )
-    in_ulps = np.where(compared, error / ulps(dtype, np.where(finite, want, 0.0)), 0.0)
+    in_ulps = np.where(compared, error / dtype.ulps(np.where(finite, want, 0.0)), 0.0)
     worst_ulps, worst = int(np.argmax(in_ulps)), int(np.argmax(ratio))
     # Every bounded input was compared; record_comparison counts the worst one and keeps its error and bound.
     record.compared += int(np.count_nonzero(bounded)) - 1
@@ -113,16 +105,23 @@ LOGIT_SWEEPS = [
 
 @pytest.mark.parametrize("dtype", SWEPT_DTYPES, ids=str)
 @pytest.mark.parametrize(("target", "pos_weight"), LOGIT_SWEEPS)
-def test_bce_with_logits_at_every_finite_logit(dtype, target, pos_weight, device):
+def test_bce_with_logits_at_every_finite_logit(
+    dtype: Dtype, target: float, pos_weight: float | None, device: str
+) -> None:
     """BCEWithLogitsLoss (reduction 'none') equals the reference within the tolerance model at every finite logit of
     the dtype, for targets 0, 1 and 0.25, with and without pos_weight."""
     x = every_finite_value(dtype)
     y = np.full_like(x, target)
-    kwargs = {"reduction": "none"} | ({} if pos_weight is None else {"pos_weight": np.array([pos_weight])})
+    kwargs: dict[str, Any] = {"reduction": "none"} | (
+        {} if pos_weight is None else {"pos_weight": np.array([pos_weight])}
+    )
     want = reference.binary_cross_entropy_with_logits(x, y, **kwargs)
     replayed = registry.replay("binary_cross_entropy_with_logits", dtype, x, y, **kwargs)
-    as_tensor = lambda a: torch.as_tensor(a, dtype=dtype.torch, device=device)  # noqa: E731
-    torch_kwargs = {k: as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+
+    def as_tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=dtype.torch, device=device)
+
+    torch_kwargs: dict[str, Any] = {k: as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     got = torch.nn.functional.binary_cross_entropy_with_logits(as_tensor(x), as_tensor(y), **torch_kwargs).cpu()
     repro = (
         f"import torch; x = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(torch.{dtype.name})\n"
@@ -135,7 +134,7 @@ def test_bce_with_logits_at_every_finite_logit(dtype, target, pos_weight, device
 
 @pytest.mark.parametrize("dtype", SWEPT_DTYPES, ids=str)
 @pytest.mark.parametrize("target", [0.0, 1.0, 0.25])
-def test_bce_at_every_probability(dtype, target, device):
+def test_bce_at_every_probability(dtype: Dtype, target: float, device: str) -> None:
     """BCELoss (reduction 'none') equals the reference within the tolerance model at every probability of the dtype
     in [0, 1], the -100 clamp at 0 and 1 included, for targets 0, 1 and 0.25."""
     values = every_finite_value(dtype)
@@ -156,7 +155,7 @@ def test_bce_at_every_probability(dtype, target, device):
     _sweep(dtype, p, got, want, replayed, f"BCE over every {dtype} probability in [0, 1], y = {target}", repro)
 
 
-def test_the_sweeps_cover_every_finite_value():
+def test_the_sweeps_cover_every_finite_value() -> None:
     """The sweeps' inputs are all 63,488 finite float16 and 65,280 finite bfloat16 numbers (each distinct), and the
     probability sweeps all 15,361 float16 and 16,257 bfloat16 numbers in [0, 1]."""
     for dtype, finite, unit_interval in ((FLOAT16, 63488, 15361), (BFLOAT16, 65280, 16257)):

@@ -36,6 +36,15 @@ class Dtype:
         exponent = math.frexp(abs(value))[1] - 1  # |value| in [2^exponent, 2^(exponent + 1))
         return max(math.ldexp(2 * self.unit_roundoff, exponent), self.smallest_subnormal)
 
+    def ulps(self, values: np.ndarray) -> np.ndarray:
+        """``ulp`` at each of ``values``, at once."""
+        exponent = np.frexp(np.abs(values))[1] - 1
+        with np.errstate(over="ignore"):
+            spacing = np.ldexp(2 * self.unit_roundoff, exponent)
+        return np.where(
+            (values == 0) | ~np.isfinite(values), self.smallest_subnormal, np.maximum(spacing, self.smallest_subnormal)
+        )
+
     def snap(self, values: np.ndarray) -> np.ndarray:
         """Round float64 values to this dtype and return them as float64 again."""
         return torch.as_tensor(np.asarray(values, dtype=np.float64)).to(self.torch).to(torch.float64).numpy()

@@ -10,7 +10,6 @@ from hypothesis.errors import UnsatisfiedAssumption
 
 import reference
 import verification.tolerance
-from tests.test_exhaustive import ulps
 from verification import ledger, registry, strategies
 from verification.cases import Case, CaseBatch, to_torch
 from verification.compare import (
@@ -342,7 +341,7 @@ def test_the_bound_is_a_few_ulps_on_ordinary_inputs(loss, dtype):
     rounding counts as much as torch's): each loss is a handful of correctly rounded operations and at most two
     transcendental calls at 4u each, so about 10u relative, and an ulp is between u and 2u relative."""
     want, bound, _ = _measured(loss, dtype)
-    in_ulps = bound / ulps(dtype, want)
+    in_ulps = bound / dtype.ulps(want)
     limit = 20 if dtype == FLOAT64 else 10
     assert np.median(in_ulps) <= limit, f"median bound {np.median(in_ulps):.3g} ulps"
 
