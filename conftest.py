@@ -17,7 +17,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 from verification import ledger
-from verification.implementations import ImplUnderTest, adapter_specs, implementation_under_test
+from verification.implementations import FORMS, ImplUnderTest, adapter_specs, implementation_under_test
 
 # The evidence plugin (reporting/), the hooks that hand it what each test measured, and pytester for the
 # meta tests that run the plugin on small suites of their own.
@@ -162,6 +162,13 @@ def implementation_in_its_form(pytestconfig: pytest.Config):  # type: ignore[no-
         return implementation_under_test(impls, loss, form), form
 
     return choose
+
+
+@pytest.fixture(scope="session")
+def forms_of(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    """``forms_of(loss)``: the forms a property checks for the loss: both of torch's, or the one the --impl has."""
+    impls = pytestconfig.stash[IMPLEMENTATIONS]
+    return lambda loss: [impls[loss].form] if loss in impls else list(FORMS)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

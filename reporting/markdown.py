@@ -75,9 +75,9 @@ def render(report: dict[str, Any]) -> str:
         *_losses(report.get("losses", [])),
         "## Checks",
         "",
-        "| check | claim | loss | form | dtype | compared | excluded | worst abs error | rel | ulps | bound "
-        "| error / bound | outcome |",
-        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| check | claim | loss | form | dtype | compared | largest input | excluded | worst abs error | rel | ulps "
+        "| bound | error / bound | outcome |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for entry in report["checks"]:
         worst = entry.get("worst", {})
@@ -92,6 +92,7 @@ def render(report: dict[str, Any]) -> str:
                     entry.get("form", ""),
                     entry.get("dtype", ""),
                     entry.get("examples_compared", ""),
+                    entry.get("largest_input_elements", ""),
                     sum(entry.get("examples_excluded", {}).values()) if "examples_excluded" in entry else "",
                     _number(worst.get("abs_error")),
                     _number(worst.get("rel_error")),

@@ -148,7 +148,7 @@ def _implementations_under_test(config: pytest.Config) -> list[dict[str, Any]]:
 
     described = []
     for spec in config.getoption("impl", None) or []:
-        entry: dict[str, Any] = {"spec": spec, "versions": {}, "flushes_subnormals": []}
+        entry: dict[str, Any] = {"spec": spec, "versions": {}, "flushes_subnormals": [], "sums_in_any_order": False}
         module_name = adapters.ADAPTERS.get(spec) or spec.partition("=")[2].partition(":")[0]
         if spec in adapters.ADAPTERS:
             entry["adapter"] = module_name
@@ -160,6 +160,7 @@ def _implementations_under_test(config: pytest.Config) -> list[dict[str, Any]]:
         versions = getattr(module, "versions", None)
         entry["versions"] = {str(k): str(v) for k, v in (versions() if callable(versions) else {}).items()}
         entry["flushes_subnormals"] = sorted(getattr(module, "FLUSHES_SUBNORMALS", ()))
+        entry["sums_in_any_order"] = bool(getattr(module, "SUMS_IN_ANY_ORDER", False))
         described.append(entry)
     return described
 

@@ -43,6 +43,24 @@ def test_gradient_matches_reference(data, variant, dtype, device, implementation
     batch_gradients_match_reference(batch, grad_outputs, impl, form=form, dtype=dtype, device=device)
 
 
+# A few large examples per property, as for the values (tests/test_parity.py says why).
+LARGE_BUDGET = settings(max_examples=max(2, settings.default.max_examples // 50))
+
+
+@LARGE_BUDGET
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+@pytest.mark.parametrize("variant", registry.large_gradient_variants(), ids=lambda v: f"{v.loss}-{v.name}")
+@given(data=st.data())
+def test_large_input_gradient_matches_reference(data, variant, dtype, device, implementation_in_its_form):
+    """On inputs of up to millions of elements, at the sizes where torch's kernels change path, autograd's gradient
+    equals the reference's analytic gradient within the tolerance model."""
+    impl, form = implementation_in_its_form(variant.loss)
+    batch = data.draw(variant.batches(dtype, 1), label="case")
+    shape = (1, *output_shape(batch.case(0)))
+    grad_outputs = data.draw(strategies.grad_outputs(dtype, shape), label="grad_outputs")
+    batch_gradients_match_reference(batch, grad_outputs, impl, form=form, dtype=dtype, device=device)
+
+
 # Every kept target weighs 0, so the mean's w[y] / W is 0 / 0. The derivative at the target is then undefined (NaN
 # in torch and in the reference), but off the target it is 0 whatever W is: each position's loss reads its input
 # at the target alone, so a reference that multiplied w[y] / W into every class would be wrong there.

@@ -98,6 +98,8 @@ class ImplUnderTest:
         call.gradient_algorithms = dict(getattr(module, "GRADIENT_ALGORITHMS", {}))  # type: ignore[attr-defined]
         # The dtypes in which an adapter's arithmetic flushes subnormal results to zero: bounds for that arithmetic.
         call.flushes_subnormals = tuple(getattr(module, "FLUSHES_SUBNORMALS", ()))  # type: ignore[attr-defined]
+        # Whether its sums follow another order or accumulator than torch's kernels: any-order bounds for them.
+        call.sums_in_any_order = bool(getattr(module, "SUMS_IN_ANY_ORDER", False))  # type: ignore[attr-defined]
         self.call: LossImpl = call
 
 
@@ -165,6 +167,13 @@ def flushes_subnormals(impl: LossImpl, dtype: Any) -> bool:
     an adapter's ``FLUSHES_SUBNORMALS``): the tolerance model then bounds that arithmetic
     (``tracked.flushing_subnormals``)."""
     return str(dtype) in getattr(impl, "flushes_subnormals", ())
+
+
+def sums_in_any_order(impl: LossImpl) -> bool:
+    """Whether the implementation declares that it adds in another order or accumulator than torch's kernels (an
+    adapter's ``SUMS_IN_ANY_ORDER``): its sums are then bounded for any order in the storage dtype
+    (``tracked.summing_in_any_order``); torch's, and any other implementation's, by torch's own paths."""
+    return bool(getattr(impl, "sums_in_any_order", False))
 
 
 def label(impl: LossImpl) -> str:

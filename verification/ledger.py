@@ -27,6 +27,8 @@ class PropertyRecord:
     worst_bound: float = 0.0
     worst_relative_error: float = 0.0
     worst_ulps: float = 0.0
+    # The most elements of any one case's input that was compared (the evidence of how far the sizes reached).
+    largest_input: int = 0
     # Data a check measured for the report's figures, by name (lists of numbers).
     series: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     # Single facts a check measured (for example the largest error in ulps and where it occurred), by name.
@@ -37,6 +39,7 @@ class PropertyRecord:
             **({"series": self.series} if self.series else {}),
             **({"measurements": self.measurements} if self.measurements else {}),
             "examples_compared": self.compared,
+            **({"largest_input_elements": self.largest_input} if self.largest_input else {}),
             "examples_excluded": dict(sorted(self.excluded.items())),
             "worst": {
                 "abs_error": self.worst_error,
@@ -117,12 +120,15 @@ def left_out_by_the_implementation(test: str) -> str | None:
     return "; ".join(named) or None
 
 
-def record_comparison(error: float, bound: float, ratio: float, expected: float, ulp: float) -> None:
-    """Count one compared example and keep the worst error / bound ratio seen."""
+def record_comparison(
+    error: float, bound: float, ratio: float, expected: float, ulp: float, input_elements: int = 0
+) -> None:
+    """Count one compared example and keep the worst error / bound ratio seen, and the largest input compared."""
     if _paused:
         return
     record = RECORDS[current_test()]
     record.compared += 1
+    record.largest_input = max(record.largest_input, input_elements)
     # An infinite bound only ever meets an exactly matching NaN or infinity: nothing to rank.
     if math.isfinite(bound) and (ratio > record.worst_ratio or record.worst_bound == 0):
         record.worst_ratio, record.worst_error, record.worst_bound = ratio, error, bound

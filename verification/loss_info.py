@@ -27,6 +27,8 @@ class ParityVariant:
     name: str
     claim: str
     batches: Callable[[Dtype, int], st.SearchStrategy[CaseBatch]]
+    # Where the gradient property draws otherwise (the entry's gradient_batches is for its ordinary variants).
+    gradient_batches: Callable[[Dtype, int], st.SearchStrategy[CaseBatch]] | None = None
 
     def cases(self, dtype: Dtype) -> st.SearchStrategy[Case]:
         """One case at a time: batches of one."""
@@ -62,6 +64,7 @@ PARTS: dict[str, str] = {
     "oracle_gradient": "oracle gradient",
     "cases": "strategy",
     "variants": "variants",
+    "large_inputs": "large",
     "rejections": "rejections",
     "planted_bugs": "planted bugs",
     "divergences": "divergences",
@@ -93,6 +96,10 @@ class LossInfo:
     # gradient is the derivative only on part of the input space (the rest is a named divergence).
     gradient_batches: Callable[[Dtype, int], st.SearchStrategy[CaseBatch]] | None = None
     gradient_claim: str = ""  # what the gradient claim adds to the variant's
+    # The large inputs: variants whose cases reach the sizes where torch's kernels change path
+    # (verification/kernel_paths.py), one per layout that takes another path, run by their own value and gradient
+    # properties at a smaller example budget; empty with the reason in ``gaps["large_inputs"]``.
+    large_inputs: tuple[ParityVariant, ...] = ()
     # Gradient replays for the order another implementation computes the gradient in, where it is not torch's
     # backward formula, by the name an adapter declares in its GRADIENT_ALGORITHMS ("autodiff": reverse mode through
     # the forward formula). The bound then follows that implementation's arithmetic, as torch's follows torch's.

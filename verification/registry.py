@@ -83,6 +83,24 @@ def gradient_variants() -> list[ParityVariant]:
     ]
 
 
+def large_variants() -> list[ParityVariant]:
+    """The large-input value properties: one per loss that declares them."""
+    return [variant for entry in LOSSES for variant in entry.large_inputs]
+
+
+def large_gradient_variants() -> list[ParityVariant]:
+    """The large-input gradient properties, drawn from the variant's gradient cases where it has them."""
+    return [
+        ParityVariant(
+            variant.loss,
+            variant.name,
+            f"The gradient with respect to the input equals the reference's analytic gradient, for: {variant.claim}",
+            variant.gradient_batches or variant.batches,
+        )
+        for variant in large_variants()
+    ]
+
+
 def all_rejections() -> list[Defect]:
     return [defect for entry in LOSSES for defect in entry.rejections]
 

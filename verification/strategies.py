@@ -19,7 +19,7 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from . import elements
+from . import elements, kernel_paths
 from .cases import Case, CaseBatch
 from .dtypes import Dtype
 from .elements import DRAWING, Elements, among, mixture, within
@@ -43,11 +43,36 @@ floats = elements.floats
 # validated by hypothesis once per set of arguments instead of at every draw.
 
 
+def _large(shape: tuple[int, ...]) -> bool:
+    """An array of a large input's (at least kernel_paths.SMALLEST elements; an ordinary batch has at most 8640)."""
+    return math.prod(shape) >= kernel_paths.SMALLEST
+
+
+def _seeded(shape: tuple[int, ...]) -> bool:
+    # A large input's arrays are drawn from a seed whatever LOSS_PARITY_DRAWING says: hypothesis makes several choices
+    # per element drawn one by one, and they have up to millions.
+    return DRAWING == "seeded" or _large(shape)
+
+
+@st.composite
+def _large_float_array(draw: st.DrawFn, dtype: Dtype, shape: tuple[int, ...], elements: Elements) -> np.ndarray:
+    """A large array drawn from some of the mixture's parts (hypothesis chooses which: the first alone is the
+    simplest). Among millions of elements every part of a mixture is present, so a rare value that leaves a whole
+    reduction NaN or without a finite bound (a negative KL target, a logit of 1e4 in float16) would be in every large
+    case; drawn from a subset of the parts, most large cases lack it and still have their reduction compared."""
+    chosen = draw(st.sets(st.integers(0, len(elements.parts) - 1), min_size=1), label="mixture parts")
+    part_of = Elements(tuple(elements.parts[i] for i in sorted(chosen)), elements.adjust)
+    return part_of.sample(draw(st.integers(0, 2**63 - 1), label="seed"), dtype, shape)
+
+
 @functools.lru_cache(maxsize=4096)
 def float_arrays(dtype: Dtype, shape: tuple[int, ...], elements: Elements) -> st.SearchStrategy[np.ndarray]:
     """Arrays of ``shape`` whose elements are drawn from ``elements`` and exactly representable in ``dtype``: from one
-    drawn seed, or element by element (``LOSS_PARITY_DRAWING``; verification/elements.py says why and how)."""
-    if DRAWING == "seeded":
+    drawn seed, or element by element (``LOSS_PARITY_DRAWING``; verification/elements.py says why and how); a large
+    input's from some of the mixture's parts (``_large_float_array``)."""
+    if _large(shape) and len(elements.parts) > 1:
+        return _large_float_array(dtype, shape, elements)
+    if _seeded(shape):
         return st.integers(0, 2**63 - 1).map(lambda seed: elements.sample(seed, dtype, shape))
     # fill=nothing() draws every element on its own: hypothesis's default fills most of an array
     # with one repeated value, and constant weights hide every bug in how weights are normalised.
@@ -181,6 +206,78 @@ def sizes(largest: int) -> st.SearchStrategy[int]:
     return st.integers(1, 4 * largest).map(lambda i: i % (largest + 1))
 
 
+# ---------------------------------------------------------------------------------------------
+# Large inputs: sizes where torch's kernels change path (verification/kernel_paths.py).
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def large_sizes() -> st.SearchStrategy[int]:
+    """An element count: one of kernel_paths.LARGE_SIZES (the first, at least REQUIRED_ELEMENTS, is the simplest), or
+    log-uniform between SMALLEST and LARGEST."""
+    low, high = math.log2(kernel_paths.SMALLEST), math.log2(kernel_paths.LARGEST)
+    log_uniform = st.floats(low, high).map(lambda e: int(2.0**e))
+    return st.one_of(st.sampled_from(kernel_paths.LARGE_SIZES), log_uniform)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@st.composite
+def large_binary_shape(draw: st.DrawFn) -> tuple[int, ...]:
+    """A shape of rank 1 to 3 with at least ``large_sizes()`` elements; its last dimension (what a per-class weight
+    meets) often at a vector width."""
+    total = draw(large_sizes(), label="elements")
+    rank = draw(st.integers(1, 3), label="rank")
+    if rank == 1:
+        return (total,)
+    last = draw(st.one_of(st.sampled_from(kernel_paths.CLASS_COUNTS[3:]), st.integers(1, 1024)), label="last size")
+    if rank == 2:
+        return (_ceil_div(total, last), last)
+    middle = draw(st.integers(1, 16), label="middle size")
+    return (_ceil_div(total, last * middle), middle, last)
+
+
+@functools.cache
+def large_binary_shapes() -> st.SearchStrategy[tuple[int, ...]]:
+    return large_binary_shape()
+
+
+# The large categorical layouts, by the path torch's kernels take: classes along the last dimension (log-softmax's
+# vectorised last-dimension kernel, NLL's 2-D frame), or not (the K-dimensional kernels).
+LARGE_CATEGORICAL_LAYOUTS = {"classes last": ("many classes", "long batch", "unbatched"), "k-dim": ("k-dim",)}
+
+
+@st.composite
+def large_categorical_shape(draw: st.DrawFn, layouts: tuple[str, ...]) -> tuple[int, ...]:
+    """One of ``layouts``: (N, C) with many classes, (N, C) with a long batch, (C,) unbatched, or (N, C, d1, ..., dk)
+    with the class dimension not last; at least ``large_sizes()`` elements. With the simplest choices, "many classes"
+    has REQUIRED_CLASSES + 1 classes and "k-dim" a last dimension of REQUIRED_ELEMENTS / 2, each at least
+    REQUIRED_ELEMENTS elements."""
+    layout = draw(st.sampled_from(layouts), label="layout")
+    total = draw(large_sizes(), label="elements")
+    if layout == "unbatched":
+        return (total,)
+    if layout == "many classes":
+        n_classes = draw(st.one_of(st.sampled_from(kernel_paths.CLASS_COUNTS), st.integers(2, 2**17)), label="classes")
+        return (_ceil_div(total, n_classes), n_classes)
+    n_classes = draw(st.one_of(st.integers(2, 16), st.sampled_from(kernel_paths.CLASS_COUNTS[3:])), label="classes")
+    if layout == "long batch":
+        return (_ceil_div(total, n_classes), n_classes)
+    batch = draw(st.integers(1, 4), label="batch")
+    k = draw(st.integers(1, MAX_EXTRA_DIMS), label="k")
+    leading = tuple(draw(st.lists(st.integers(1, 16), min_size=k - 1, max_size=k - 1), label="extra dims"))
+    last = _ceil_div(total, batch * n_classes * math.prod(leading))
+    return (batch, n_classes, *leading, last)
+
+
+@functools.cache
+def large_categorical_shapes(path: str) -> st.SearchStrategy[tuple[int, ...]]:
+    """The large categorical shapes of one path (a key of LARGE_CATEGORICAL_LAYOUTS)."""
+    return large_categorical_shape(LARGE_CATEGORICAL_LAYOUTS[path])
+
+
 def class_dim(shape: tuple[int, ...]) -> int:
     return 0 if len(shape) == 1 else 1
 
@@ -202,7 +299,7 @@ def ignore_index_choice(draw: st.DrawFn, n_classes: int) -> tuple[int, bool]:
 @functools.lru_cache(maxsize=4096)
 def class_index_arrays(shape: tuple[int, ...], n_classes: int) -> st.SearchStrategy[np.ndarray]:
     """Class indices in [0, n_classes), each as likely (seeded or element-wise, as ``float_arrays``)."""
-    if DRAWING == "seeded":
+    if _seeded(shape):
         return st.integers(0, 2**63 - 1).map(
             lambda seed: np.random.default_rng(seed).integers(0, n_classes, size=shape, dtype=np.int64)
         )
@@ -212,7 +309,7 @@ def class_index_arrays(shape: tuple[int, ...], n_classes: int) -> st.SearchStrat
 @functools.lru_cache(maxsize=4096)
 def boolean_arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
     """True or False, each as likely (seeded or element-wise, as ``float_arrays``)."""
-    if DRAWING == "seeded":
+    if _seeded(shape):
         return st.integers(0, 2**63 - 1).map(lambda seed: np.random.default_rng(seed).random(shape) < 0.5)
     return hnp.arrays(np.bool_, shape)
 

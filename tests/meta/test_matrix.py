@@ -87,9 +87,11 @@ def test_a_failed_cell_carries_the_sentence_and_the_reproducer():
 
 
 def test_the_runs_name_versions_and_a_flushing_arithmetic():
-    under_test = [{"spec": "x", "versions": {"jax": "0.1"}, "flushes_subnormals": ["float32"]}]
+    under_test = [
+        {"spec": "x", "versions": {"jax": "0.1"}, "flushes_subnormals": ["float32"], "sums_in_any_order": True}
+    ]
     text = matrix.render(matrix.build({"x": _report(CHECKS, implementations_under_test=under_test)}))
-    assert "jax 0.1; bounds for flush-to-zero arithmetic in float32" in text
+    assert "jax 0.1; bounds for flush-to-zero arithmetic in float32; sums bounded for any order in the storage" in text
 
 
 def test_an_adapter_has_cells_only_for_its_losses_and_the_properties_aimed_at_it(monkeypatch):

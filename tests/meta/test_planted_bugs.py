@@ -10,7 +10,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from verification import registry, strategies
+from verification import kernel_paths, registry, strategies
 from verification.compare import ParityError, RejectionMismatch, check_same_rejection
 from verification.dtypes import PARITY_DTYPES
 from verification.implementations import ImplUnderTest
@@ -25,7 +25,9 @@ from verification.properties import (
 from verification.rejections import DTYPE
 
 PLANTED_BUGS = registry.all_planted_bugs()
-FAMILIES = ("value", "gradient", "validation")
+# "large": the large-input value and gradient properties (a mistake that only shows past a size torch's kernels
+# change path at).
+FAMILIES = ("value", "gradient", "validation", "large")
 
 
 def test_every_loss_has_a_planted_bug():
@@ -36,7 +38,8 @@ def test_every_loss_has_a_planted_bug():
 
 
 def test_the_catalogue_covers_every_family_of_mistake():
-    """There are at least 20 planted bugs, and each property family (values, gradients, validation) has one."""
+    """There are at least 20 planted bugs, and each property family (values, gradients, validation, large inputs) has
+    one."""
     assert len(PLANTED_BUGS) >= 20
     assert {bug.area for bug in PLANTED_BUGS} == set(FAMILIES)
 
@@ -77,6 +80,26 @@ def _checks(family: str, bug: PlantedBug, device: str, shrink: bool = False) -> 
                 PARITY_DTYPES, [v for v in registry.gradient_variants() if v.loss == bug.loss]
             )
         ]
+    if family == "large":
+        large = [v for v in registry.large_variants() if v.loss == bug.loss]
+        large_gradients = [v for v in registry.large_gradient_variants() if v.loss == bug.loss]
+        return [
+            *(
+                _property(
+                    variant.batches(dtype, 1), lambda batch, d=dtype: _value(batch, bug, d, device), shrink, LARGE
+                )
+                for dtype, variant in itertools.product(PARITY_DTYPES, large)
+            ),
+            *(
+                _property(
+                    st.tuples(variant.batches(dtype, 1), st.data()),
+                    lambda drawn, d=dtype: _gradient(*drawn, bug, d, device),
+                    shrink,
+                    LARGE,
+                )
+                for dtype, variant in itertools.product(PARITY_DTYPES, large_gradients)
+            ),
+        ]
     return [
         _property(defect.cases(), lambda case, defect=defect: _rejection(case, defect, bug, device), shrink)
         for defect in registry.info(bug.loss).rejections
@@ -106,12 +129,17 @@ def _rejection(case, defect, bug, device):
     assert raised is defect.expected, f"{defect}: both raised {raised.__name__}, expected {defect.expected.__name__}"
 
 
-def _property(cases, body, shrink: bool = False) -> Callable[[], None]:
+# The large-input properties' budget at ci depth (tests/test_parity.py's LARGE_BUDGET under the ci profile).
+LARGE = max(2, settings.get_profile("ci").max_examples // 50)
+
+
+def _property(cases, body, shrink: bool = False, max_examples: int | None = None) -> Callable[[], None]:
     # The ci profile whatever profile is active (the promise is: caught at ci depth, every time), without shrinking or
     # explaining unless asked: the verdict is what the kill needs.
     phases = [Phase.explicit, Phase.generate, *([Phase.shrink] if shrink else [])]
+    budget = {} if max_examples is None else {"max_examples": max_examples}
 
-    @settings(settings.get_profile("ci"), report_multiple_bugs=False, phases=phases)
+    @settings(settings.get_profile("ci"), report_multiple_bugs=False, phases=phases, **budget)
     @given(drawn=cases)
     def property_against_the_bug(drawn):
         body(drawn)
@@ -124,3 +152,21 @@ def test_the_catalogue_in_the_docs_lists_every_planted_bug():
     readme = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "planted-bugs.md").read_text(encoding="utf-8")
     for bug in PLANTED_BUGS:
         assert f"| {bug.loss} | `{bug.name}` | {bug.mistake} |" in readme, bug.name
+
+
+def test_the_large_input_bugs_lie_beyond_every_ordinary_case():
+    """Each large-input planted bug departs from torch only past a size (2048 or 32768 elements, 32 positions per
+    sample) that no ordinary case reaches: the largest ordinary binary case has 4^4 elements, the largest categorical
+    4 x 5 x 3^3, with 27 positions per sample. So only the large-input properties can catch them."""
+    largest_binary = strategies.MAX_BATCH**4
+    largest_categorical = (
+        strategies.MAX_BATCH * strategies.MAX_CLASSES * strategies.MAX_EXTRA_SIZE**strategies.MAX_EXTRA_DIMS
+    )
+    positions = strategies.MAX_EXTRA_SIZE**strategies.MAX_EXTRA_DIMS
+    assert max(largest_binary, largest_categorical) < 2048 < kernel_paths.GRAIN_SIZE
+    assert positions < 32
+    assert {bug.name for bug in PLANTED_BUGS if bug.area == "large"} == {
+        "loses_a_partial_past_the_grain",
+        "accumulates_in_the_dtype_past_2048",
+        "loses_the_class_stride",
+    }

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import Phase, given, settings
 
-from verification import registry
+from verification import kernel_paths, registry
 from verification.cases import Case
 from verification.dtypes import FLOAT32
 from verification.properties import CASES_PER_EXAMPLE
@@ -115,3 +115,28 @@ def test_the_strategies_reach_the_risk_region_at_ci_depth(region):
         if reached:
             break
     assert reached, f"no {loss} case within the ci budget has {region}"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [*registry.large_variants(), *registry.large_gradient_variants()],
+    ids=lambda v: f"{v.loss}-{v.name}",
+)
+def test_the_first_large_example_has_the_required_size(variant):
+    """The first example hypothesis runs (its simplest) of every large-input value and gradient property has at least
+    kernel_paths.REQUIRED_ELEMENTS elements, and a categorical one whose classes are last at least REQUIRED_CLASSES
+    classes: each large property compares one such case, whatever its budget (the evidence report's
+    largest_input_elements shows it was compared). The shapes are drawn before the values, alike in every dtype."""
+    dtype = FLOAT32
+    drawn = []
+
+    @settings(max_examples=1, phases=[Phase.generate], database=None, derandomize=True)
+    @given(batch=variant.batches(dtype, 1))
+    def first(batch):
+        drawn.append(batch.case(0))
+
+    first()
+    case = drawn[0]
+    assert case.input.size >= kernel_paths.REQUIRED_ELEMENTS, case.describe()
+    if variant.loss in ("nll_loss", "cross_entropy") and "classes last" in variant.name:
+        assert case.input.shape[-1] >= kernel_paths.REQUIRED_CLASSES, case.describe()

@@ -61,8 +61,9 @@ def test_an_entry_names_its_own_loss_everywhere(entry):
     """Every variant, rejection and planted bug of an entry is about that loss; the reference and its gradient
     are the functions of that name (the reproducers spell them so); the strategy is the one named after the loss
     (in its loss's own module, beside its entry); torch's functional and module are those of its name."""
-    for part in (entry.variants, entry.rejections, entry.planted_bugs):
+    for part in (entry.variants, entry.large_inputs, entry.rejections):
         assert all(item.loss == entry.name for item in part), entry.name
+    assert all(item.loss == entry.name for item in entry.planted_bugs), entry.name
     assert entry.reference is getattr(reference, entry.name)
     assert entry.reference_gradient is not None and entry.reference_gradient.__name__ == f"{entry.name}_grad"
     assert entry.reference_gradient.__module__.startswith("reference.")

@@ -1,6 +1,8 @@
 """The tolerance model's structure: what its bounds must grow with, where no finite bound exists, and which rule
 says so."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -33,6 +35,8 @@ from verification.tolerance.tracked import (
     PARTIAL_SUM_OVERFLOW,
     POWER_BASE_NEAR_ZERO,
     RULES,
+    TOO_MANY_TERMS,
+    Tracked,
     first_rule,
     merge_rules,
 )
@@ -199,6 +203,12 @@ UNBOUNDED_CASES = [
             ),
         ),
         id="nonfinite_operand",
+    ),
+    # 3000 float16 ones summed in any order in float16 (an adapter's SUMS_IN_ANY_ORDER): gamma_2999 bounds nothing.
+    pytest.param(
+        TOO_MANY_TERMS,
+        lambda: (Tracked.exact(np.ones((3000, 1)), FLOAT16).sum(), np.array([3000.0])),
+        id="too_many_terms",
     ),
 ]
 
@@ -433,3 +443,43 @@ def test_the_batch_equivalence_check_sees_a_case_bounded_with_another_cases_valu
     alone = registry.replay(case.loss, FLOAT32, case.input, case.target)
     assert _identical(replayed.case(1), alone)
     assert not _identical(replayed.case(0), alone)
+
+
+# Sums at large sizes: exact terms (KLDiv with a target of 1 gives -x exactly, NLL gives -x[t]), so that the error
+# torch makes is its summation's alone, measured against the exact sum (math.fsum), scaled so that the float16 sum
+# stays finite.
+LARGE_SUM_SIZES = (2**15 + 1, 2**16 + 3, 2**18, 2**20 + 1)
+# The least fraction of its bound torch's largest error over those sizes reaches, per path: where the float32
+# result of Tensor.sum is rounded to float16 or bfloat16, that last rounding dominates both the error and the bound;
+# elsewhere the bound is the worst case of a tree of about a hundred additions (gamma_h), which a sum of random
+# roundings reaches only in part (a few thousandths to a few hundredths, measured on torch 2.13). float64's
+# Tensor.sum of these terms rounds to the exact sum's nearest float64 at every size: nothing to observe there.
+LARGE_SUM_FLOOR = {("kl_div", "float16"): 1 / 32, ("kl_div", "bfloat16"): 1 / 32, ("kl_div", "float64"): 0.0}
+
+
+@pytest.mark.parametrize("loss", ["kl_div", "nll_loss"], ids=["Tensor.sum", "NLL's cascade"])
+@pytest.mark.parametrize("dtype", PARITY_DTYPES, ids=str)
+def test_torch_s_sums_are_within_their_bounds_and_reach_part_of_them_at_large_sizes(loss, dtype):
+    """Sums of 2^15 + 1 to 2^20 + 1 exact terms on torch's two summation paths: torch stays within the bound at each
+    size, and its largest error reaches at least the stated fraction of the bound (1/32 where a float16 or
+    bfloat16 result is rounded last, 1/1000 elsewhere, none for float64's Tensor.sum, exact here): the bound follows
+    the accumulator, not any order."""
+    rng = np.random.default_rng(20261203)
+    ratios = []
+    for n in LARGE_SUM_SIZES:
+        x = dtype.snap(rng.uniform(0.5, 1.0, n) * (2048.0 / n))
+        if loss == "kl_div":
+            input, target = -x, np.ones(n)
+        else:
+            input, target = -x.reshape(n, 1), np.zeros(n, dtype=np.int64)
+        case = Case(loss, input, target, {"reduction": "sum"})
+        want = math.fsum(
+            x
+        )  # the loss of -x is x: exact, rounded once: the float64 reference errs as a float64 torch does
+        bound = float(registry.error_bound(loss, dtype, input, target, reduction="sum"))
+        x_t, t_t, kwargs = to_torch(case, dtype, "cpu")
+        got = float(torch_impl(loss, "functional")(x_t, t_t, **kwargs))
+        ratios.append(abs(got - want) / bound)
+    ledger.record_measurement("error_over_bound_by_size", dict(zip(map(str, LARGE_SUM_SIZES), ratios, strict=True)))
+    assert max(ratios) <= 1, ratios
+    assert max(ratios) >= LARGE_SUM_FLOOR.get((loss, str(dtype)), 1 / 1000), ratios

@@ -25,6 +25,7 @@ from ..strategies import (
     binary_shapes,
     broadcastable_shape,
     float_arrays,
+    large_binary_shapes,
     reduction_kwargs,
     single_cases,
 )
@@ -34,10 +35,16 @@ from ..tolerance.tracked import F64, Tracked, case_size
 
 
 @st.composite
-def binary_cross_entropy_batches(draw: st.DrawFn, dtype: Dtype, size: int = 1, interior: bool = False) -> CaseBatch:
+def binary_cross_entropy_batches(
+    draw: st.DrawFn,
+    dtype: Dtype,
+    size: int = 1,
+    interior: bool = False,
+    shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
+) -> CaseBatch:
     """``size`` cases of one shape and arguments. With ``interior``: probabilities with p (1 - p) >= 1e-12 only, where
     torch's gradient is the derivative (outside, torch caps it: a named divergence in test_gradients.py)."""
-    shape = draw(binary_shapes(), label="shape")
+    shape = draw(binary_shapes() if shapes is None else shapes, label="shape")
     elements = INTERIOR_PROBABILITIES if interior else PROBABILITIES
     probabilities = draw(float_arrays(dtype, (size, *shape), elements), label="input")
     target = draw(float_arrays(dtype, (size, *shape), PROBABILITIES), label="target")
@@ -187,6 +194,18 @@ INFO = LossInfo(
     ),
     gradient_batches=lambda dtype, size: binary_cross_entropy_batches(dtype, size, interior=True),
     gradient_claim=" (probabilities with p(1 - p) >= 1e-12: below, torch's gradient is capped, a named divergence)",
+    large_inputs=(
+        ParityVariant(
+            "binary_cross_entropy",
+            "large inputs",
+            "BCELoss equals the reference on inputs of 2^14 to 2^22 elements, at and around the sizes where torch's "
+            "kernels change path (the parallel grain, the vector widths), with any weight and reduction.",
+            lambda dtype, size: binary_cross_entropy_batches(dtype, 1, shapes=large_binary_shapes()),
+            gradient_batches=lambda dtype, size: binary_cross_entropy_batches(
+                dtype, 1, interior=True, shapes=large_binary_shapes()
+            ),
+        ),
+    ),
     rejections=(
         rejections.reduction_defect("binary_cross_entropy", binary_cross_entropy_cases),
         *rejections.binary_defects("binary_cross_entropy", binary_cross_entropy_cases, ("weight",)),

@@ -17,6 +17,7 @@ from .. import rejections
 from ..cases import CaseBatch
 from ..dtypes import Dtype
 from ..elements import mixture, within
+from ..kernel_paths import GRAIN_SIZE
 from ..loss_info import LOW_PRECISION_TESTS, Divergence, LossInfo, ParityVariant
 from ..oracle import binary as binary_oracle
 from ..planted_bugs import PlantedBug, _module_dropping, _reduced
@@ -27,6 +28,7 @@ from ..strategies import (
     binary_shapes,
     broadcastable_shape,
     float_arrays,
+    large_binary_shapes,
     per_class_shapes,
     reduction_kwargs,
     single_cases,
@@ -41,11 +43,17 @@ UNCHECKED_TARGETS = mixture(PROBABILITIES, within(-1, 2))
 
 @st.composite
 def binary_cross_entropy_with_logits_batches(
-    draw: st.DrawFn, dtype: Dtype, size: int = 1, per_class_pos_weight: bool = False
+    draw: st.DrawFn,
+    dtype: Dtype,
+    size: int = 1,
+    per_class_pos_weight: bool = False,
+    shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
 ) -> CaseBatch:
     """``size`` cases of one shape and arguments. With ``per_class_pos_weight``: the documented use, a pos_weight of
     shape (C,) for the last dimension of an input of rank >= 2, always present."""
-    shape = draw(per_class_shapes() if per_class_pos_weight else binary_shapes(), label="shape")
+    if shapes is None:
+        shapes = per_class_shapes() if per_class_pos_weight else binary_shapes()
+    shape = draw(shapes, label="shape")
     logits = draw(float_arrays(dtype, (size, *shape), LOGITS), label="input")
     target = draw(float_arrays(dtype, (size, *shape), UNCHECKED_TARGETS), label="target")
     kwargs = draw(reduction_kwargs(), label="kwargs")
@@ -180,7 +188,25 @@ def bce_logits_float16_off_by_ulps(input, target, weight=None, reduction="mean",
 bce_logits_module_drops_pos_weight = _module_dropping(torch.nn.BCEWithLogitsLoss, "pos_weight")
 
 
+def bce_logits_loses_a_partial_past_the_grain(input, target, weight=None, reduction="mean", pos_weight=None):
+    """Right up to torch's parallel grain (32768 elements); past it, the 'sum' and 'mean' lose the last chunk's
+    partial sum: a two-pass reduction that combines one partial fewer than it made."""
+    kwargs = dict(weight=weight, pos_weight=pos_weight)
+    if reduction == "none" or input.numel() <= GRAIN_SIZE:
+        return F.binary_cross_entropy_with_logits(input, target, reduction=reduction, **kwargs)
+    per = F.binary_cross_entropy_with_logits(input, target, reduction="none", **kwargs).flatten()
+    total = per[: (per.numel() - 1) // GRAIN_SIZE * GRAIN_SIZE].sum()
+    return total if reduction == "sum" else total / per.numel()
+
+
 PLANTED_BUGS = (
+    PlantedBug(
+        "binary_cross_entropy_with_logits",
+        "loses_a_partial_past_the_grain",
+        "a reduction that is right up to the parallel grain and loses the last chunk's partial sum past it",
+        bce_logits_loses_a_partial_past_the_grain,
+        area="large",
+    ),
     PlantedBug(
         "binary_cross_entropy_with_logits",
         "backward_ignores_pos_weight",
@@ -247,6 +273,16 @@ INFO = LossInfo(
             "BCEWithLogitsLoss equals the reference with a pos_weight of shape (C,), which meets the last "
             "dimension (pytorch#27936).",
             lambda dtype, size: binary_cross_entropy_with_logits_batches(dtype, size, per_class_pos_weight=True),
+        ),
+    ),
+    large_inputs=(
+        ParityVariant(
+            "binary_cross_entropy_with_logits",
+            "large inputs",
+            "BCEWithLogitsLoss equals the reference on inputs of 2^14 to 2^22 elements, at and around the sizes where "
+            "torch's kernels change path (the parallel grain, the vector widths), with any weight, pos_weight and "
+            "reduction.",
+            lambda dtype, size: binary_cross_entropy_with_logits_batches(dtype, 1, shapes=large_binary_shapes()),
         ),
     ),
     rejections=(

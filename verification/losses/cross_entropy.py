@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -32,22 +33,29 @@ from ..strategies import (
     ignore_index_choice,
     index_targets,
     label_smoothing_values,
+    large_categorical_shapes,
     probability_targets,
     reduction_kwargs,
     single_cases,
 )
 from ..tolerance.backward import expand, log_softmax_backward, nll_grad
 from ..tolerance.forward import along_classes, cross_entropy_parts, index_target_parts, nll_reduced, reduce
+from ..tolerance.summation import TENSOR_SUM
 from ..tolerance.tracked import F64, Tracked
 
 
 @st.composite
 def cross_entropy_batches(
-    draw: st.DrawFn, dtype: Dtype, size: int = 1, target_kind: str | None = None, weighted_smoothing: bool = False
+    draw: st.DrawFn,
+    dtype: Dtype,
+    size: int = 1,
+    target_kind: str | None = None,
+    weighted_smoothing: bool = False,
+    shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
 ) -> CaseBatch:
     """``size`` cases of one shape and arguments. With ``weighted_smoothing``: class weights and a label smoothing in
     (0, 1] always present, the combination behind past torch bugs (pytorch#69339, #73205)."""
-    shape = draw(categorical_shape(), label="shape")
+    shape = draw(categorical_shape() if shapes is None else shapes, label="shape")
     n_classes = shape[class_dim(shape)]
     logits = draw(float_arrays(dtype, (size, *shape), LOGITS), label="input")
     kwargs = draw(reduction_kwargs(), label="kwargs")
@@ -90,14 +98,18 @@ def replay(
         t = Tracked.exact(target, dtype)
         if eps > 0:
             t = t * t.constant(1.0 - eps) + t.constant(eps / n_classes)
-        losses = -((logp * t) * w_along_classes).sum(axis=class_dim)
-        return reduce(losses, reduction, None)
+        # torch: -(log_softmax * target [* weight]) summed over the classes ('none') or over everything at once.
+        terms = -((logp * t) * w_along_classes)
+        if reduction == "none":
+            return terms.sum(axis=class_dim, order=TENSOR_SUM)
+        total = terms.sum(order=TENSOR_SUM)
+        return total if reduction == "sum" else total / float(x.size // n_classes)
 
     nll = nll_reduced(logp, target, weight, ignore_index, reduction, dtype)
     if eps == 0:
         return nll
     _, _, kept, _, at_target = index_target_parts(x.value, target, weight, ignore_index)
-    smooth = (-(logp * w_along_classes).sum(axis=class_dim)).where(kept, 0.0)
+    smooth = (-(logp * w_along_classes).sum(axis=class_dim, order=TENSOR_SUM)).where(kept, 0.0)
     class_weight = Tracked.exact(at_target, dtype)
     smooth = reduce(smooth, reduction, class_weight)
     return nll * nll.constant(1.0 - eps) + smooth * smooth.constant(eps / n_classes)
@@ -132,7 +144,7 @@ def gradient_replay(
         _, _, kept, _, at_target = index_target_parts(x.value, target, weight, ignore_index)
         smooth_go = go * go.constant(eps / n_classes)
         if reduction == "mean":
-            smooth_go = smooth_go / Tracked.exact(at_target, dtype).sum()
+            smooth_go = smooth_go / Tracked.exact(at_target, dtype).sum(order=TENSOR_SUM)
         smooth = (-(smooth_go * w_along)).broadcast_to(np.shape(input))
         grad = grad + smooth.where(np.expand_dims(kept, class_dim), 0.0)
     return log_softmax_backward(grad, logp, class_dim)
@@ -239,7 +251,28 @@ def cross_entropy_float16_at_bfloat16_precision(input: Tensor, target: Tensor, w
 cross_entropy_module_drops_ignore_index = _module_dropping(torch.nn.CrossEntropyLoss, "ignore_index")
 
 
+# A vectorised path over the positions of a K-dimensional input, taken from a vector's worth of them (32).
+_VECTOR_OF_POSITIONS = 32
+
+
+def cross_entropy_loses_the_class_stride(input: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+    """Right for inputs of fewer than 32 positions per sample; a K-dimensional input (N, C, d1, ...) with more is read
+    as if its class dimension were last (a vectorised path that takes the class stride to be 1): classes and
+    positions mixed."""
+    if input.dim() > 2 and math.prod(input.shape[2:]) >= _VECTOR_OF_POSITIONS:
+        n, c = input.shape[:2]
+        input = input.reshape(n, *input.shape[2:], c).movedim(-1, 1)
+    return F.cross_entropy(input, target, **kwargs)
+
+
 PLANTED_BUGS = (
+    PlantedBug(
+        "cross_entropy",
+        "loses_the_class_stride",
+        "a K-dimensional path that reads the classes with stride 1 once an input has a vector's worth of positions",
+        cross_entropy_loses_the_class_stride,
+        area="large",
+    ),
     PlantedBug(
         "cross_entropy",
         "probability_targets_skip_smoothing",
@@ -373,6 +406,23 @@ INFO = LossInfo(
             "CrossEntropyLoss with class indices, class weights and label smoothing in (0, 1] equals the "
             "reference, ignored targets included (pytorch#69339, #73205).",
             lambda dtype, size: cross_entropy_batches(dtype, size, "index", weighted_smoothing=True),
+        ),
+    ),
+    large_inputs=(
+        ParityVariant(
+            "cross_entropy",
+            "large inputs: classes last",
+            "CrossEntropyLoss equals the reference on inputs of 2^14 to 2^22 elements whose classes are the last "
+            "dimension: up to 2^17 classes, or long batches, or one unbatched sample, with index or probability "
+            "targets and every argument.",
+            lambda dtype, size: cross_entropy_batches(dtype, 1, shapes=large_categorical_shapes("classes last")),
+        ),
+        ParityVariant(
+            "cross_entropy",
+            "large inputs: K-dimensional",
+            "CrossEntropyLoss equals the reference on K-dimensional inputs of 2^14 to 2^22 elements, whose class "
+            "dimension is not last, with index or probability targets and every argument.",
+            lambda dtype, size: cross_entropy_batches(dtype, 1, shapes=large_categorical_shapes("k-dim")),
         ),
     ),
     rejections=(

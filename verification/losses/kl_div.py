@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from hypothesis import strategies as st
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -26,9 +27,12 @@ from ..strategies import (
     binary_shapes,
     broadcastable_shape,
     float_arrays,
+    large_binary_shapes,
     single_cases,
 )
 from ..tolerance.backward import sum_to_shape
+from ..tolerance.forward import tensor_mean
+from ..tolerance.summation import TENSOR_SUM
 from ..tolerance.tracked import F64, Tracked, case_ndim
 
 # KLDivLoss's reductions: the three of the others and 'batchmean'.
@@ -40,12 +44,18 @@ TARGETS = mixture(PROBABILITIES, PROBABILITIES, within(-1, 2))
 
 
 @st.composite
-def kl_div_batches(draw: st.DrawFn, dtype: Dtype, size: int = 1, log_targets: bool = False) -> CaseBatch:
+def kl_div_batches(
+    draw: st.DrawFn,
+    dtype: Dtype,
+    size: int = 1,
+    log_targets: bool = False,
+    shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
+) -> CaseBatch:
     """``size`` cases of one layout and arguments. Input: log-probabilities (any floats, torch never checks them).
     Target: probabilities with exact zeros and ones, and now and then a negative or above-one value (accepted; a
     negative one gives NaN), or with ``log_targets`` log-probabilities (mostly in [-20, 5], sometimes large enough that
     exp overflows). Input and target have one shape, or one of them broadcasts against the other."""
-    shape = draw(binary_shapes(), label="shape")
+    shape = draw(binary_shapes() if shapes is None else shapes, label="shape")
     layout = draw(st.sampled_from(["one shape", "target broadcast", "input broadcast"]), label="layout")
     smaller = draw(broadcastable_shape(shape), label="broadcast shape")
     input_shape, target_shape = {
@@ -80,11 +90,11 @@ def replay(dtype: Dtype, input: F64, target: F64, reduction: str = "mean", log_t
         losses = t_log_t.where(~zero, 0.0) - t * x
     if reduction == "none":
         return losses
-    total = losses.sum()
+    if reduction == "mean":
+        return tensor_mean(losses)
+    total = losses.sum(order=TENSOR_SUM)
     if reduction == "sum":
         return total
-    if reduction == "mean":
-        return total / float(losses.size)
     return total / float(np.shape(input)[0]) if case_ndim(input) else total
 
 
@@ -128,7 +138,29 @@ def kl_div_log_target_ignored(input: Tensor, target: Tensor, reduction="mean", l
     return F.kl_div(input, target, reduction=reduction)
 
 
+def kl_div_accumulates_in_the_dtype_past_2048(input, target, reduction="mean", log_target=False):
+    """Right up to 2048 elements; past them, the reduction adds blocks of 64 terms into a running sum kept in the
+    storage dtype (a fast path whose partial sums are float16 in float16): its error grows with the element count, to
+    hundreds of units of roundoff at a million terms, where torch's float32 cascade stays within a few."""
+    if reduction == "none" or input.numel() <= 2048:
+        return F.kl_div(input, target, reduction=reduction, log_target=log_target)
+    per = F.kl_div(input, target, reduction="none", log_target=log_target).flatten()
+    total = torch.zeros((), dtype=per.dtype)
+    for block in per.split(64):
+        total = (total.double() + block.double().sum()).to(per.dtype)  # rounded to the storage dtype every block
+    if reduction == "sum":
+        return total
+    return total / (input.shape[0] if reduction == "batchmean" and input.dim() else per.numel())
+
+
 PLANTED_BUGS = (
+    PlantedBug(
+        "kl_div",
+        "accumulates_in_the_dtype_past_2048",
+        "a reduction that keeps its running sum in the storage dtype past 2048 terms, far less accurate than torch's",
+        kl_div_accumulates_in_the_dtype_past_2048,
+        area="large",
+    ),
     PlantedBug(
         "kl_div",
         "batchmean_as_mean",
@@ -169,6 +201,15 @@ INFO = LossInfo(
             "log targets",
             "KLDivLoss with log_target=True equals the reference for every reduction and broadcast.",
             lambda dtype, size: kl_div_batches(dtype, size, log_targets=True),
+        ),
+    ),
+    large_inputs=(
+        ParityVariant(
+            "kl_div",
+            "large inputs",
+            "KLDivLoss equals the reference on inputs of 2^14 to 2^22 elements, at and around the sizes where torch's "
+            "kernels change path, with either kind of target, broadcasting and every reduction.",
+            lambda dtype, size: kl_div_batches(dtype, 1, shapes=large_binary_shapes()),
         ),
     ),
     rejections=(

@@ -26,6 +26,7 @@ from ..strategies import (
     float_arrays,
     ignore_index_choice,
     index_targets,
+    large_categorical_shapes,
     reduction_kwargs,
     single_cases,
 )
@@ -35,9 +36,11 @@ from ..tolerance.tracked import F64, Tracked
 
 
 @st.composite
-def nll_loss_batches(draw: st.DrawFn, dtype: Dtype, size: int = 1) -> CaseBatch:
+def nll_loss_batches(
+    draw: st.DrawFn, dtype: Dtype, size: int = 1, shapes: st.SearchStrategy[tuple[int, ...]] | None = None
+) -> CaseBatch:
     """``size`` cases of one shape and arguments."""
-    shape = draw(categorical_shape(), label="shape")
+    shape = draw(categorical_shape() if shapes is None else shapes, label="shape")
     n_classes = shape[class_dim(shape)]
     # NLL takes any floats as log-probabilities; torch never checks them.
     log_probabilities = draw(float_arrays(dtype, (size, *shape), LOGITS), label="input")
@@ -165,6 +168,22 @@ INFO = LossInfo(
             "all arguments",
             "NLLLoss equals the reference for every layout, weight, ignore_index and reduction.",
             nll_loss_batches,
+        ),
+    ),
+    large_inputs=(
+        ParityVariant(
+            "nll_loss",
+            "large inputs: classes last",
+            "NLLLoss equals the reference on inputs of 2^14 to 2^22 elements whose classes are the last dimension: up "
+            "to 2^17 classes, or long batches, or one unbatched sample, with every argument.",
+            lambda dtype, size: nll_loss_batches(dtype, 1, shapes=large_categorical_shapes("classes last")),
+        ),
+        ParityVariant(
+            "nll_loss",
+            "large inputs: K-dimensional",
+            "NLLLoss equals the reference on K-dimensional inputs of 2^14 to 2^22 elements, whose class dimension is "
+            "not last, with every argument.",
+            lambda dtype, size: nll_loss_batches(dtype, 1, shapes=large_categorical_shapes("k-dim")),
         ),
     ),
     rejections=(rejections.reduction_defect("nll_loss", nll_loss_cases), *rejections.categorical_defects("nll_loss")),

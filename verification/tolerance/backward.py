@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import Dtype
-from .forward import class_shape, index_target_parts
+from .forward import class_shape, index_target_parts, softmax_summation
+from .summation import NLL_CASCADE, TENSOR_SUM
 from .tracked import F64, Tracked
 
 # Products are bounded the same in any order, so only sums and the places where a division happens matter; those
@@ -44,7 +45,7 @@ def nll_grad(
     if scale != 1.0:
         go = go * go.constant(scale)
     if reduction == "mean":
-        go = go / class_weight.sum()
+        go = go / class_weight.sum(order=NLL_CASCADE)  # the forward's total weight
     per_position = -(class_weight * go)
     classes = np.arange(n_classes).reshape(class_shape(len(shape) - 1, n_classes))
     one_hot = (classes == np.expand_dims(safe, class_dim)) & np.expand_dims(kept, class_dim)
@@ -54,16 +55,16 @@ def nll_grad(
 
 def log_softmax_backward(grad: Tracked, logp: Tracked, class_dim: int) -> Tracked:
     """torch's log_softmax backward: grad - exp(output) * sum(grad) along the class dimension."""
-    total = expand(grad.sum(axis=class_dim), class_dim)
+    total = expand(grad.sum(axis=class_dim, order=softmax_summation(grad, class_dim)), class_dim)
     return grad - logp.exp() * total
 
 
 def sum_to_shape(gradient: Tracked, shape: tuple[int, ...]) -> Tracked:
     """Autograd's reduction of a broadcast gradient back to the input's shape (a sum per input element)."""
     for _ in range(gradient.value.ndim - len(shape)):
-        gradient = gradient.sum(axis=0)
+        gradient = gradient.sum(axis=0, order=TENSOR_SUM)
     for axis, size in enumerate(shape):
         if size == 1 and gradient.value.shape[axis] != 1:
-            summed = gradient.sum(axis=axis)
+            summed = gradient.sum(axis=axis, order=TENSOR_SUM)
             gradient = summed.expand_dims(axis)
     return gradient

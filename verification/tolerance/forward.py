@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import Dtype
+from .summation import NLL_CASCADE, SOFTMAX_LAST_DIM, SOFTMAX_OTHER_DIM, TENSOR_MEAN, TENSOR_SUM, Summation
 from .tracked import F64, Tracked, case_ndim
 
 # The pieces several losses' replays share (each loss's own replay is in its module under verification/losses/).
@@ -31,24 +32,40 @@ def along_classes(class_weights: F64, ndim: int) -> F64:
     return class_weights.reshape((*class_shape(ndim, n_classes)[:-1], cases))
 
 
+def softmax_summation(x: Tracked, dim: int) -> Summation:
+    """How torch's (log-)softmax kernels add along ``dim``: vectorised along a last dimension, else per position."""
+    return SOFTMAX_LAST_DIM if dim == x.ndim - 1 else SOFTMAX_OTHER_DIM
+
+
 def log_softmax(x: Tracked, dim: int) -> Tracked:
     """Two orders appear in torch's kernels: (x - m) - log s and x - (m + log s); bound both."""
     m = np.max(x.value, axis=dim, keepdims=True)
     shifted = x - m
-    log_s = shifted.exp().sum(axis=dim).log()
+    log_s = shifted.exp().sum(axis=dim, order=softmax_summation(x, dim)).log()
     log_s = log_s.expand_dims(dim)
     return Tracked.larger(shifted - log_s, x - (log_s + m))
 
 
-def reduce(losses: Tracked, reduction: str, denominator: Tracked | None) -> Tracked:
+def reduce(losses: Tracked, reduction: str, denominator: Tracked | None, order: Summation = TENSOR_SUM) -> Tracked:
+    """'sum' or 'mean' (over the element count, or over ``denominator``'s sum), each sum added as ``order`` says:
+    ``Tensor.sum`` and ``Tensor.mean`` unless the loss's kernel has its own."""
     if reduction == "none":
         return losses
-    total = losses.sum()
+    if reduction == "mean" and denominator is None and order is TENSOR_SUM:
+        return tensor_mean(losses)
+    total = losses.sum(order=order)
     if reduction == "sum":
         return total
     if denominator is None:
         return total / float(losses.size)
-    return total / denominator.sum()
+    return total / denominator.sum(order=order)
+
+
+def tensor_mean(losses: Tracked) -> Tracked:
+    """``Tensor.mean``: float16 and bfloat16 summed and divided in float32, then rounded once to the dtype (the
+    double rounding every float16 operation's u allows for); float32 and float64 sum and divide in their own
+    precision."""
+    return losses.sum(order=TENSOR_MEAN) / float(losses.size)
 
 
 def index_target_parts(case_input: F64, target: F64, weight: F64 | None, ignore_index: int):
@@ -77,7 +94,7 @@ def nll_reduced(
     class_dim, _, kept, safe, at_target = index_target_parts(logp.value, target, weight, ignore_index)
     class_weight = Tracked.exact(at_target, dtype)
     losses = (-(class_weight * logp.take(safe, class_dim))).where(kept, 0.0)
-    return reduce(losses, reduction, class_weight)
+    return reduce(losses, reduction, class_weight, NLL_CASCADE)
 
 
 def cross_entropy_parts(

@@ -13,6 +13,7 @@ single case (a batch of one)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ import numpy as np
 import reference
 
 from ..cases import ARRAY_KWARGS
-from ..dtypes import FLOAT64, Dtype
+from ..dtypes import FLOAT32, FLOAT64, Dtype
+from .summation import ANY_ORDER, Summation
+
+# float32's unit roundoff with the reference's float64 rounding on top: a float32 accumulator's, as ``u`` is a dtype's.
+FLOAT32_U = FLOAT32.unit_roundoff + FLOAT64.unit_roundoff
 
 # exp, log and log1p in libm and in torch's vectorised kernels (SLEEF's 1-ulp variants) are
 # accurate to within 1 ulp; 1 ulp is at most 2u, so each such call errs by at most 2u
@@ -44,6 +49,27 @@ F64 = np.ndarray
 _flush_to_zero = False
 
 
+# The sums an implementation under test computes in another order or accumulator than torch's (an adapter's
+# ``SUMS_IN_ANY_ORDER``) are bounded by the any-order model in the storage dtype (``summation.py``).
+_any_order = False
+
+
+@contextlib.contextmanager
+def summing_in_any_order(on: bool = True) -> Iterator[None]:
+    """Within (when ``on``): every sum is bounded for any order in the storage dtype, whatever path it models."""
+    global _any_order
+    previous, _any_order = _any_order, on
+    try:
+        yield
+    finally:
+        _any_order = previous
+
+
+def summing_now() -> bool:
+    """Whether every sum is now bounded for any order in the storage dtype."""
+    return _any_order
+
+
 @contextlib.contextmanager
 def flushing_subnormals(on: bool = True) -> Iterator[None]:
     """Within (when ``on``): replays bound an arithmetic that flushes subnormal results to zero."""
@@ -53,6 +79,11 @@ def flushing_subnormals(on: bool = True) -> Iterator[None]:
         yield
     finally:
         _flush_to_zero = previous
+
+
+def flushing_now() -> bool:
+    """Whether replays now bound an arithmetic that flushes subnormal results to zero."""
+    return _flush_to_zero
 
 
 def case_shape(array: Any) -> tuple[int, ...]:
@@ -104,6 +135,7 @@ PARTIAL_SUM_OVERFLOW = 5
 OVERFLOW = 6
 NAN_TERM = 7
 NONFINITE_OPERAND = 8
+TOO_MANY_TERMS = 9
 
 RULES: dict[int, Rule] = {
     rule.code: rule
@@ -152,6 +184,12 @@ RULES: dict[int, Rule] = {
             "nonfinite_operand",
             "an operand of a product, exponential, quotient, logarithm or power is inf or NaN, and the model "
             "propagates no finite error through it",
+        ),
+        Rule(
+            TOO_MANY_TERMS,
+            "too_many_terms",
+            "a sum's tree of additions is too tall for its accumulator: h u >= 1, where gamma_h bounds nothing (a sum "
+            "of more than 2048 terms bounded for any order in float16, or of more than 256 in bfloat16)",
         ),
     )
 }
@@ -234,8 +272,11 @@ class Tracked:
     def exact(values: Any, dtype: Dtype) -> Tracked:
         """An input that is exactly representable in the dtype: no error yet."""
         v = np.asarray(values, dtype=np.float64)
-        # The reference's own float64 rounding (its u and its subnormal floor) adds to torch's.
-        u = dtype.unit_roundoff + FLOAT64.unit_roundoff
+        # The reference's own float64 rounding (its u and its subnormal floor) adds to torch's. float16 and bfloat16
+        # are computed in float32 (torch's opmath) and the float32 result rounded to the dtype: a double rounding,
+        # u_dtype + u_float32.
+        narrower = dtype.unit_roundoff > FLOAT32.unit_roundoff
+        u = dtype.unit_roundoff + FLOAT64.unit_roundoff + (FLOAT32.unit_roundoff if narrower else 0.0)
         eta = (dtype.smallest_normal if _flush_to_zero else dtype.smallest_subnormal) + FLOAT64.smallest_subnormal
         return Tracked(v, np.zeros_like(v), np.zeros(v.shape, dtype=CODE), u, eta, dtype.largest, dtype.smallest_normal)
 
@@ -282,6 +323,12 @@ class Tracked:
         with np.errstate(invalid="ignore", over="ignore"):
             rounding = np.where(np.isfinite(value), relative * self.u * np.abs(value) + self.eta, 0.0)
         return self._like(value, propagated + rounding, unbounded_by)
+
+    def _scalar(self, c: float) -> Tracked:
+        v = np.asarray(float(c))
+        return Tracked(
+            v, np.zeros_like(v), np.zeros((), dtype=CODE), self.u, self.eta, self.largest, self.smallest_normal
+        )
 
     def _lift(self, other: Tracked | float | F64) -> Tracked:
         if isinstance(other, Tracked):
@@ -332,7 +379,9 @@ class Tracked:
         return self * other
 
     def __truediv__(self, other: Tracked | float | F64) -> Tracked:
-        o = self._lift(other)
+        # A Python number divides as torch takes a scalar: converted to the computation's type (float32 for float16
+        # and bfloat16, where a count past 65504 is still finite), not to the dtype.
+        o = self._scalar(other) if isinstance(other, (int, float)) else self._lift(other)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             quotient = self.value / o.value
             margin = np.abs(o.value) - o.error
@@ -446,14 +495,18 @@ class Tracked:
     def minimum(self, other: float) -> Tracked:
         return self._like(np.minimum(self.value, other), self.error, self.unbounded_by)  # 1-Lipschitz, exact
 
-    def sum(self, axis: int | None = None) -> Tracked:
-        """Any-order summation: gamma_{n-1} times the sum of magnitudes, plus the terms' errors. ``axis`` is one of a
-        case's axes; None sums over all of them, each case on its own.
+    def sum(self, axis: int | None = None, order: Summation = ANY_ORDER) -> Tracked:
+        """A sum computed as ``order`` says (``summation.py``): gamma_h in its accumulator's unit roundoff times the
+        sum of magnitudes, plus the terms' errors, plus u of the storage dtype times what is rounded to it (the
+        result of a float32 accumulator, per-thread partial sums). ``axis`` is one of a case's axes; None sums over
+        all of them, each case on its own. Under ``summing_in_any_order`` every order is ANY_ORDER.
 
-        In some order a partial sum reaches the sum of the positive terms, or of the negative ones: where that
-        may pass the dtype's largest value, the partial sum may round to inf though the total is finite, and no
-        finite bound holds (torch's float16 K-dimensional NLL on the CPU accumulates in float16: terms -5840 and
-        -59680 give -inf, with a total of -65115)."""
+        Where partial sums are kept in the storage dtype, in some order one reaches the sum of the positive terms,
+        or of the negative ones: where that may pass the dtype's largest value, the partial sum may round to inf
+        though the total is finite, and no finite bound holds (torch's float16 K-dimensional NLL on the CPU
+        accumulates in float16: terms -5840 and -59680 give -inf, with a total of -65115)."""
+        if _any_order:
+            order = ANY_ORDER
         summed = tuple(range(self.ndim)) if axis is None else (axis,)
         n = math.prod(self.value.shape[a] for a in summed)
         kept = [a for a in range(self.value.ndim) if a not in summed]
@@ -465,23 +518,37 @@ class Tracked:
             return np.ascontiguousarray(moved).reshape((*moved.shape[: len(kept)], n))
 
         x, e = terms(self.value), terms(self.error)
-        gamma = (n - 1) * self.u / (1 - (n - 1) * self.u) if n > 1 else 0.0
+        # torch's opmath: float32 for float16 and bfloat16 (and the reference's float64 rounding on top, as for u).
+        in_float32 = order.opmath and self.u > FLOAT32_U
+        u = FLOAT32_U if in_float32 else self.u
+        height = min(n - 1, order.height(n)) if n > 1 else 0  # no term meets more than the n - 1 additions
+        gamma = height * u / (1 - height * u) if height * u < 1 else math.inf
         with np.errstate(invalid="ignore", over="ignore"):
             value = np.sum(x, axis=-1)
-            propagated = np.sum(e, axis=-1) + gamma * np.sum(np.abs(x), axis=-1)
-            propagated = propagated + max(n - 1, 0) * self.eta
-            reach = np.maximum(
-                np.sum(np.where(x > 0, x, 0.0), axis=-1),
-                np.sum(np.where(x < 0, -x, 0.0), axis=-1),
-            )
-            propagated = np.where(np.isfinite(value) & (reach + propagated > self.largest), np.inf, propagated)
+            magnitude = np.sum(np.abs(x), axis=-1)
+            rounding = np.where(magnitude == 0, 0.0, gamma * magnitude)  # terms all 0 add exactly, however many
+            propagated = np.sum(e, axis=-1) + rounding + height * self.eta
+            if in_float32 and order.rounds_partials(n):  # each thread's partial sum stored in the storage dtype
+                propagated = propagated + self.u * magnitude
+            if in_float32 and order.rounds_result:  # the float32 result stored in the storage dtype
+                propagated = propagated + self.u * (np.abs(value) + rounding) + self.eta
+            if not in_float32 or order.rounds_partials(n):  # partial sums held in the storage dtype
+                reach = np.maximum(
+                    np.sum(np.where(x > 0, x, 0.0), axis=-1),
+                    np.sum(np.where(x < 0, -x, 0.0), axis=-1),
+                )
+                propagated = np.where(np.isfinite(value) & (reach + propagated > self.largest), np.inf, propagated)
             # A term without a finite bound leaves the sum without one, also where that term's value is NaN (0 * inf
             # where torch's e^x overflowed) and the magnitudes' sum is NaN with it.
             propagated = np.where(np.any(np.isinf(e), axis=-1), np.inf, propagated)
         # Terms with finite errors: a NaN term makes the bound NaN (gamma times a NaN magnitude); an inf one is a
         # partial sum past the dtype's range (or float64's, which the magnitudes' sum passed).
-        fresh = np.where(np.isnan(propagated), NAN_TERM, PARTIAL_SUM_OVERFLOW)
+        fresh = np.where(np.isnan(propagated), NAN_TERM, TOO_MANY_TERMS if gamma == math.inf else PARTIAL_SUM_OVERFLOW)
         by = _attribute(propagated, _along(terms(self.unbounded_by), -1), fresh)
+        if in_float32 and not order.rounds_result:  # a float32 result: float32's range, until it is rounded
+            return dataclasses.replace(
+                dataclasses.replace(self, largest=FLOAT32.largest)._like(value, propagated, by), largest=self.largest
+            )
         return self._like(value, propagated, by)
 
     def where(self, condition: F64, other: Tracked | float) -> Tracked:
