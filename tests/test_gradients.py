@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import reference
 from verification import divergences, ledger, registry, strategies
-from verification.cases import Case, to_torch
+from verification.cases import Case, laid_out, to_torch
 from verification.compare import check_gradient_parity
 from verification.dtypes import FLOAT64, PARITY_DTYPES, Dtype
 from verification.implementations import FORMS, known_gradient_divergence, torch_impl
@@ -216,6 +216,38 @@ def test_bce_gradient_is_capped_where_p_times_1_minus_p_is_below_1e_12(dtype, de
         np.testing.assert_allclose(got[4], capped[4], rtol=8 * dtype.unit_roundoff)
         assert abs(want[4] - got[4]) > 0.5 * abs(want[4]), "below the cap torch's gradient is far from the derivative"
     np.testing.assert_allclose(got[5], want[5], rtol=8 * dtype.unit_roundoff)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("memory", ["transposed", "channels last"])
+def test_nll_backward_of_a_4d_input_with_permuted_strides_raises(memory, form, device):
+    """Named divergence (pytorch#175084): NLLLoss computes a 4-D input whose strides are permuted (a transposed
+    buffer, or torch's channels-last format) but its backward raises 'grad_input must be contiguous', while the
+    same values laid out contiguously have the reference's gradient; a 3-D input with permuted strides and a
+    cross-entropy over the same 4-D input do too."""
+    x = -np.arange(1.0, 13.0).reshape(2, 3, 1, 2) / 4
+    t = np.array([[[0, 2]], [[1, 0]]])
+    impl = torch_impl("nll_loss", form)
+    base = torch.as_tensor(x, device=device)
+    permuted = (
+        laid_out(base, "transposed") if memory == "transposed" else base.contiguous(memory_format=torch.channels_last)
+    )
+    assert not permuted.is_contiguous()
+    permuted.requires_grad_(True)
+    value = impl(permuted, torch.as_tensor(t, device=device))
+    assert value.item() == pytest.approx(float(reference.nll_loss(x, t)), rel=1e-15)
+    with pytest.raises(RuntimeError, match="grad_input must be contiguous"):
+        value.backward()
+    contiguous = base.clone().requires_grad_(True)
+    impl(contiguous, torch.as_tensor(t, device=device)).backward()
+    want = registry.reference_gradient("nll_loss")(x, t)
+    np.testing.assert_allclose(contiguous.grad.cpu().numpy(), want, rtol=1e-15, atol=1e-16)
+    three_d = laid_out(torch.as_tensor(x.reshape(2, 3, 2), device=device), "transposed").requires_grad_(True)
+    impl(three_d, torch.as_tensor(t.reshape(2, 2), device=device)).backward()
+    np.testing.assert_allclose(three_d.grad.cpu().numpy(), want.reshape(2, 3, 2), rtol=1e-15, atol=1e-16)
+    crossed = laid_out(torch.as_tensor(x, device=device), "transposed").requires_grad_(True)
+    torch_impl("cross_entropy", form)(crossed, torch.as_tensor(t, device=device)).backward()
+    assert crossed.grad is not None
 
 
 @pytest.mark.parametrize("form", FORMS)

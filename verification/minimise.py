@@ -92,7 +92,7 @@ def _prefix(array: np.ndarray, axis: int, length: int) -> np.ndarray:
 def _reductions(case: Case) -> Iterator[Case]:
     for name in ARRAY_KWARGS:
         if name in case.kwargs:
-            yield Case(case.loss, case.input, case.target, {k: v for k, v in case.kwargs.items() if k != name})
+            yield case.with_arrays(case.input, case.target, {k: v for k, v in case.kwargs.items() if k != name})
     if case.loss in CATEGORICAL:
         yield from _categorical(case)
     else:
@@ -105,25 +105,25 @@ def _categorical(case: Case) -> Iterator[Case]:
     x, t = case.input, case.target
     if x.ndim == 1:
         if case.has_index_target:
-            yield Case(case.loss, x.reshape(1, -1)[:0], t.reshape(-1)[:0], case.kwargs)
+            yield case.with_arrays(x.reshape(1, -1)[:0], t.reshape(-1)[:0], case.kwargs)
         else:
-            yield Case(case.loss, x.reshape(1, -1)[:0], t.reshape(1, -1)[:0], case.kwargs)
+            yield case.with_arrays(x.reshape(1, -1)[:0], t.reshape(1, -1)[:0], case.kwargs)
         return
     for n in (0, 1):
         if x.shape[0] > n:
-            yield Case(case.loss, x[:n], t[:n], case.kwargs)
+            yield case.with_arrays(x[:n], t[:n], case.kwargs)
     for axis in range(2, x.ndim):
         if x.shape[axis] > 1:
             target_axis = axis if not case.has_index_target else axis - 1
-            yield Case(case.loss, np.take(x, [0], axis), np.take(t, [0], target_axis), case.kwargs)
+            yield case.with_arrays(np.take(x, [0], axis), np.take(t, [0], target_axis), case.kwargs)
     half = _half(x.shape[0])
     if half is not None:
-        yield Case(case.loss, x[:half], t[:half], case.kwargs)
+        yield case.with_arrays(x[:half], t[:half], case.kwargs)
     for axis in range(2, x.ndim):
         half = _half(x.shape[axis])
         if half is not None:
             target_axis = axis if not case.has_index_target else axis - 1
-            yield Case(case.loss, _prefix(x, axis, half), _prefix(t, target_axis, half), case.kwargs)
+            yield case.with_arrays(_prefix(x, axis, half), _prefix(t, target_axis, half), case.kwargs)
 
 
 def _leading(case: Case) -> Iterator[Case]:
@@ -156,7 +156,7 @@ def _leading(case: Case) -> Iterator[Case]:
             else:
                 reduced[name] = array
         kwargs = {k: reduced.get(k, v) for k, v in case.kwargs.items()}
-        smaller = Case(case.loss, reduced["input"], reduced["target"], kwargs)
+        smaller = case.with_arrays(reduced["input"], reduced["target"], kwargs)
         try:
             np.broadcast_shapes(*(np.shape(a) for a in reduced.values()))
         except ValueError:

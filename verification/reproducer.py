@@ -114,6 +114,14 @@ def setup_lines(case: Case, dtype: Dtype, device: str) -> list[str]:
         "as_t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype if a.dtype == np.float64 else None)",
         "kwargs = {k: as_t(v) if isinstance(v, np.ndarray) else v for k, v in np_kwargs.items()}",
         "input, target = as_t(x), as_t(t)",
+        *(
+            []
+            if case.memory == "contiguous"
+            else [
+                "from verification.cases import laid_out  # the same values, laid out in memory as the failure had",
+                f"input = laid_out(input, {case.memory!r})",
+            ]
+        ),
     ]
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from . import elements, kernel_paths
-from .cases import Case, CaseBatch
+from .cases import MEMORY, Case, CaseBatch
 from .dtypes import Dtype
 from .elements import DRAWING, Elements, among, mixture, within
 
@@ -237,6 +237,12 @@ def large_binary_shape(draw: st.DrawFn) -> tuple[int, ...]:
         return (_ceil_div(total, last), last)
     middle = draw(st.integers(1, 16), label="middle size")
     return (_ceil_div(total, last * middle), middle, last)
+
+
+def in_memory(batches: st.SearchStrategy[CaseBatch]) -> st.SearchStrategy[CaseBatch]:
+    """``batches`` with their inputs laid out in memory in any of ``cases.MEMORY``: contiguous (the simplest),
+    transposed, strided or expanded (each input's first axis repeating its first entry)."""
+    return st.tuples(batches, st.sampled_from(MEMORY)).map(lambda drawn: drawn[0].laid_out(drawn[1]))
 
 
 @functools.cache

@@ -156,7 +156,8 @@ def test_the_catalogue_in_the_docs_lists_every_planted_bug():
 
 def test_the_large_input_bugs_lie_beyond_every_ordinary_case():
     """Each large-input planted bug departs from torch only past a size (2048 or 32768 elements, 32 positions per
-    sample) that no ordinary case reaches: the largest ordinary binary case has 4^4 elements, the largest categorical
+    sample), or for an input that is not contiguous, that no ordinary case reaches (every ordinary input is
+    contiguous): the largest ordinary binary case has 4^4 elements, the largest categorical
     4 x 5 x 3^3, with 27 positions per sample. So only the large-input properties can catch them."""
     largest_binary = strategies.MAX_BATCH**4
     largest_categorical = (
@@ -169,4 +170,5 @@ def test_the_large_input_bugs_lie_beyond_every_ordinary_case():
         "loses_a_partial_past_the_grain",
         "accumulates_in_the_dtype_past_2048",
         "loses_the_class_stride",
+        "reads_its_input_as_contiguous",
     }

@@ -25,6 +25,7 @@ from ..strategies import (
     binary_shapes,
     broadcastable_shape,
     float_arrays,
+    in_memory,
     large_binary_shapes,
     reduction_kwargs,
     single_cases,
@@ -199,10 +200,11 @@ INFO = LossInfo(
             "binary_cross_entropy",
             "large inputs",
             "BCELoss equals the reference on inputs of 2^14 to 2^22 elements, at and around the sizes where torch's "
-            "kernels change path (the parallel grain, the vector widths), with any weight and reduction.",
-            lambda dtype, size: binary_cross_entropy_batches(dtype, 1, shapes=large_binary_shapes()),
-            gradient_batches=lambda dtype, size: binary_cross_entropy_batches(
-                dtype, 1, interior=True, shapes=large_binary_shapes()
+            "kernels change path (the parallel grain, the vector widths), with any weight and reduction"
+            "; the input contiguous, transposed, strided or expanded in memory.",
+            lambda dtype, size: in_memory(binary_cross_entropy_batches(dtype, 1, shapes=large_binary_shapes())),
+            gradient_batches=lambda dtype, size: in_memory(
+                binary_cross_entropy_batches(dtype, 1, interior=True, shapes=large_binary_shapes())
             ),
         ),
     ),

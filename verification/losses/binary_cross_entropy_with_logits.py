@@ -28,6 +28,7 @@ from ..strategies import (
     binary_shapes,
     broadcastable_shape,
     float_arrays,
+    in_memory,
     large_binary_shapes,
     per_class_shapes,
     reduction_kwargs,
@@ -281,8 +282,11 @@ INFO = LossInfo(
             "large inputs",
             "BCEWithLogitsLoss equals the reference on inputs of 2^14 to 2^22 elements, at and around the sizes where "
             "torch's kernels change path (the parallel grain, the vector widths), with any weight, pos_weight and "
-            "reduction.",
-            lambda dtype, size: binary_cross_entropy_with_logits_batches(dtype, 1, shapes=large_binary_shapes()),
+            "reduction"
+            "; the input contiguous, transposed, strided or expanded in memory.",
+            lambda dtype, size: in_memory(
+                binary_cross_entropy_with_logits_batches(dtype, 1, shapes=large_binary_shapes())
+            ),
         ),
     ),
     rejections=(

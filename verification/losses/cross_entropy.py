@@ -31,6 +31,7 @@ from ..strategies import (
     class_weight_kwargs,
     float_arrays,
     ignore_index_choice,
+    in_memory,
     index_targets,
     label_smoothing_values,
     large_categorical_shapes,
@@ -414,15 +415,19 @@ INFO = LossInfo(
             "large inputs: classes last",
             "CrossEntropyLoss equals the reference on inputs of 2^14 to 2^22 elements whose classes are the last "
             "dimension: up to 2^17 classes, or long batches, or one unbatched sample, with index or probability "
-            "targets and every argument.",
-            lambda dtype, size: cross_entropy_batches(dtype, 1, shapes=large_categorical_shapes("classes last")),
+            "targets and every argument"
+            "; the input contiguous, transposed, strided or expanded in memory.",
+            lambda dtype, size: in_memory(
+                cross_entropy_batches(dtype, 1, shapes=large_categorical_shapes("classes last"))
+            ),
         ),
         ParityVariant(
             "cross_entropy",
             "large inputs: K-dimensional",
             "CrossEntropyLoss equals the reference on K-dimensional inputs of 2^14 to 2^22 elements, whose class "
-            "dimension is not last, with index or probability targets and every argument.",
-            lambda dtype, size: cross_entropy_batches(dtype, 1, shapes=large_categorical_shapes("k-dim")),
+            "dimension is not last, with index or probability targets and every argument"
+            "; the input contiguous, transposed, strided or expanded in memory.",
+            lambda dtype, size: in_memory(cross_entropy_batches(dtype, 1, shapes=large_categorical_shapes("k-dim"))),
         ),
     ),
     rejections=(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from hypothesis import strategies as st
@@ -25,6 +27,7 @@ from ..strategies import (
     class_weight_kwargs,
     float_arrays,
     ignore_index_choice,
+    in_memory,
     index_targets,
     large_categorical_shapes,
     reduction_kwargs,
@@ -117,7 +120,24 @@ def nll_k_dim_mean_of_per_sample_means(
     return (per.sum(1) / totals).mean()
 
 
+def nll_reads_its_input_as_contiguous(input: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+    """Reads the input's storage as if it were contiguous (a kernel that takes a raw data pointer and computes its own
+    strides): right for a contiguous input, wrong for a transposed or strided one, out of bounds for an expanded
+    one."""
+    strides = [1] * input.dim()
+    for axis in range(input.dim() - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * input.shape[axis + 1]
+    return F.nll_loss(input.as_strided(input.shape, strides, input.storage_offset()), target, **kwargs)
+
+
 PLANTED_BUGS = (
+    PlantedBug(
+        "nll_loss",
+        "reads_its_input_as_contiguous",
+        "a kernel that reads its input's storage as if it were contiguous, whatever its strides",
+        nll_reads_its_input_as_contiguous,
+        area="large",
+    ),
     PlantedBug(
         "nll_loss",
         "all_ignored_mean_is_zero",
@@ -175,15 +195,17 @@ INFO = LossInfo(
             "nll_loss",
             "large inputs: classes last",
             "NLLLoss equals the reference on inputs of 2^14 to 2^22 elements whose classes are the last dimension: up "
-            "to 2^17 classes, or long batches, or one unbatched sample, with every argument.",
-            lambda dtype, size: nll_loss_batches(dtype, 1, shapes=large_categorical_shapes("classes last")),
+            "to 2^17 classes, or long batches, or one unbatched sample, with every argument"
+            "; the input contiguous, transposed, strided or expanded in memory.",
+            lambda dtype, size: in_memory(nll_loss_batches(dtype, 1, shapes=large_categorical_shapes("classes last"))),
         ),
         ParityVariant(
             "nll_loss",
             "large inputs: K-dimensional",
             "NLLLoss equals the reference on K-dimensional inputs of 2^14 to 2^22 elements, whose class dimension is "
-            "not last, with every argument.",
-            lambda dtype, size: nll_loss_batches(dtype, 1, shapes=large_categorical_shapes("k-dim")),
+            "not last, with every argument"
+            "; the input contiguous, transposed, strided or expanded in memory.",
+            lambda dtype, size: in_memory(nll_loss_batches(dtype, 1, shapes=large_categorical_shapes("k-dim"))),
         ),
     ),
     rejections=(rejections.reduction_defect("nll_loss", nll_loss_cases), *rejections.categorical_defects("nll_loss")),
@@ -201,6 +223,12 @@ INFO = LossInfo(
             "Unbatched input (C,) with a class-index target of shape (1,): the forward works, the backward raises "
             '"size mismatch" (related: pytorch#157420)',
         ),
+        Divergence(
+            "test_nll_backward_of_a_4d_input_with_permuted_strides_raises",
+            GRADIENT_TESTS,
+            "NLLLoss on a 4-D input with permuted strides (a transposed or channels-last layout): the forward works, "
+            'the backward raises "grad_input must be contiguous" (pytorch#175084)',
+        ),
     ),
-    known_gradient_divergence=divergence_rules.unbatched_target_of_shape_1_backward,
+    known_gradient_divergence=divergence_rules.unbatched_or_non_contiguous_4d_nll_backward,
 )
