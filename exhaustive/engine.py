@@ -28,8 +28,8 @@ import numpy.typing as npt
 import torch
 
 from verification.dtypes import FLOAT32
-from verification.implementations import ImplUnderTest, torch_impl
-from verification.tolerance.tracked import RULES
+from verification.implementations import ImplUnderTest, flushes_subnormals, torch_impl
+from verification.tolerance.tracked import RULES, flushing_subnormals
 
 from . import floats
 from .floats import F32, F64
@@ -251,8 +251,10 @@ def _classify_differing(
     return Classified(tally, runs[starts], np.maximum.reduceat(in_ulps, starts), xw, gw, rw, nonfinite)
 
 
-def _apply(tally: Tally, plot: F64, sweep: Sweep, found: Classified) -> None:
-    """Add a segment's figures to a sweep's, and compare its results that are not correctly rounded with the bound."""
+def _apply(tally: Tally, plot: F64, sweep: Sweep, found: Classified, flushing: bool = False) -> None:
+    """Add a segment's figures to a sweep's, and compare its results that are not correctly rounded with the bound
+    (derived for an arithmetic that flushes subnormal results to zero where ``flushing``: the implementation under
+    test declares it, as the suite's properties honour)."""
     tally.merge(found.tally)
     if found.runs.size:
         plot[found.runs] = np.maximum(plot[found.runs], found.run_max)
@@ -266,7 +268,8 @@ def _apply(tally: Tally, plot: F64, sweep: Sweep, found: Classified) -> None:
             keep = ~hit
             xw, gw, rw, nonfinite = xw[keep], gw[keep], rw[keep], nonfinite[keep]
     if xw.size:
-        check_bound(tally, sweep, xw, gw, rw, nonfinite)
+        with flushing_subnormals(flushing):
+            check_bound(tally, sweep, xw, gw, rw, nonfinite)
 
 
 def _compare_all(
@@ -277,6 +280,7 @@ def _compare_all(
     start: int,
     stop: int,
     classify: Callable[[float, F32], Classified],
+    flushing: dict[str, bool],
 ) -> None:
     """Each sweep on one segment; a sweep whose results are bitwise those of an earlier one with the same sign (the
     same arithmetic: BCEWithLogits with pos_weight at y = 0, its gradient and sigmoid) reuses its classification."""
@@ -291,7 +295,7 @@ def _compare_all(
         if found is None:
             found = classify(sweep.sign, got)
             done.append((sweep.sign, got, found))
-        _apply(tallies[sweep.name], plots[sweep.name], sweep, found)
+        _apply(tallies[sweep.name], plots[sweep.name], sweep, found, flushing[sweep.name])
 
 
 def check_bound(tally: Tally, sweep: Sweep, x: F32, got: F32, reference: F64, nonfinite: npt.NDArray[np.bool_]) -> None:
@@ -403,6 +407,12 @@ def check_keys(
             if sweep.kernel is kernel:
                 results[sweep.name] = outputs[sweep.output_index]
     tallies = {sweep.name: Tally() for sweep in sweeps}
+    # An implementation under test that flushes float32's subnormal results (an adapter's FLUSHES_SUBNORMALS) is
+    # held to the bounds of that arithmetic, as in the suite's properties.
+    flushing = {
+        sweep.name: bool(sweep.kernel.loss in impls and flushes_subnormals(impls[sweep.kernel.loss], FLOAT32))
+        for sweep in sweeps
+    }
     references: dict[str, tuple[int, F64]] = {}
     bins = max(1, min(PLOT_BINS, keys.size))
     plots = {sweep.name: np.zeros(bins) for sweep in sweeps}
@@ -424,7 +434,7 @@ def check_keys(
                 for sweep in mine:
                     tallies[sweep.name].settled += settled
                 classify = _classifier(exact, xs, rounded, reference, None, where)
-            _compare_all(tallies, plots, mine, results, start, stop, classify)
+            _compare_all(tallies, plots, mine, results, start, stop, classify, flushing)
     at = np.minimum(np.searchsorted(keys, SPECIAL_KEYS).astype(np.int64), keys.size - 1)
     special = np.unique(at[keys[at] == SPECIAL_KEYS])
     for sweep in sweeps:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from exhaustive import engine, floats, report, sweeps
+from tests.meta import flushing_impl
 from tests.test_exhaustive_float32 import SEED, SLICE
 from verification import ledger
 
@@ -42,6 +43,30 @@ def bce_with_logits_one_ulp_off(input, target, **kwargs):
     keys = torch.from_numpy(floats.keys_of_bits(input.detach().numpy().view(np.uint32)).astype(np.int64))
     planted = (keys >= ONE_ULP_FROM) & (keys < ONE_ULP_FROM + ONE_ULP_COUNT)
     return torch.where(planted, loss + (moved - loss.detach()), loss)
+
+
+# The same flushing implementation, named from this module, which declares no flushing arithmetic.
+bce_flushing_undeclared = flushing_impl.bce_flushing
+
+
+def test_an_implementation_that_declares_it_flushes_subnormals_is_held_to_the_flush_to_zero_bounds(tmp_path):
+    """BCE (y = 0) flushing its subnormal results to zero, at the 65,536 subnormal p from 9.2e-41 on, where the loss
+    -log1p(-p) = p is a subnormal: beyond the ordinary bound at every input where nothing declares it, within the
+    flush-to-zero bound where its module declares FLUSHES_SUBNORMALS, as the suite's properties hold it."""
+    chosen = sweeps.select(["bce[y=0].value"])
+    only = [(floats.key_of(1e-40) - sweeps.PROBABILITIES.low) >> 16]
+    runs = {}
+    for spec in (
+        "binary_cross_entropy=tests.meta.flushing_impl:bce_flushing",
+        "binary_cross_entropy=tests.meta.test_exhaustive_engine:bce_flushing_undeclared",
+    ):
+        run = engine.run(
+            str(tmp_path / spec[-10:]), chosen, chunk_bits=16, impl_specs=(spec,), only=only, progress=False
+        )
+        runs[spec.endswith("undeclared")] = run.tallies["bce[y=0].value"]
+    assert runs[True].over_bound == runs[True].inputs == 65536
+    assert runs[False].over_bound == 0 and runs[False].replayed == runs[True].replayed
+    ledger.record_example()
 
 
 def _chunk_of(key: int, bits: int) -> int:
