@@ -6,8 +6,9 @@ by how much the bound was missed) followed by a snippet that reproduces it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,10 @@ from .tolerance.tracked import (
     first_rule,
     flushing_now,
     flushing_subnormals,
+    on_another_device_now,
     summing_in_any_order,
     summing_now,
+    summing_on_another_device,
 )
 
 
@@ -321,18 +324,30 @@ def check_parity_batch(
         return registry.replay_batch(case.loss, dtype, CaseBatch.of(case)).case(0)
 
     cases = [batch.case(k) for k in range(len(batch))]
-    with flushing_subnormals(flushes_subnormals(impl, dtype)), summing_in_any_order(sums_in_any_order(impl)):
+    with _arithmetic(impl, dtype, device):
         _run_batch(cases, _replayed(batch, dtype), check, bound_of, dtype=dtype, who=label(impl))
+
+
+@contextlib.contextmanager
+def _arithmetic(impl: LossImpl, dtype: Dtype, device: str) -> Iterator[None]:
+    """Within: replays bound the arithmetic the implementation declares (flush-to-zero, sums in any order) on
+    ``device`` (another device than the CPU: each sum in any order of its additions)."""
+    with (
+        flushing_subnormals(flushes_subnormals(impl, dtype)),
+        summing_in_any_order(sums_in_any_order(impl)),
+        summing_on_another_device(torch.device(device).type != "cpu"),
+    ):
+        yield
 
 
 # The last batch replayed, and its replay: a large input is checked in both forms on one drawn batch, and its replay
 # (most of a large example's cost) is the same for both. The batch itself is held, so that its identity stays its own.
-_last_replay: tuple[CaseBatch, Dtype, tuple[bool, bool], Tracked] | None = None
+_last_replay: tuple[CaseBatch, Dtype, tuple[bool, bool, bool], Tracked] | None = None
 
 
 def _replayed(batch: CaseBatch, dtype: Dtype) -> Tracked:
     global _last_replay
-    flushing = (flushing_now(), summing_now())  # the arithmetic the replay bounds
+    flushing = (flushing_now(), summing_now(), on_another_device_now())  # the arithmetic the replay bounds
     if _last_replay is not None:
         last_batch, last_dtype, last_flushing, last = _last_replay
         if last_batch is batch and last_dtype == dtype and last_flushing == flushing:
@@ -409,7 +424,7 @@ def check_gradient_parity_batch(
         ).case(0)
 
     algorithm = gradient_algorithm(impl, batch.loss)
-    with flushing_subnormals(flushes_subnormals(impl, dtype)), summing_in_any_order(sums_in_any_order(impl)):
+    with _arithmetic(impl, dtype, device):
         replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs, algorithm)
         _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
 

@@ -12,7 +12,7 @@ from hypothesis.errors import UnsatisfiedAssumption
 
 import reference
 import verification.tolerance
-from verification import ledger, registry, strategies
+from verification import compare, ledger, registry, strategies
 from verification.cases import Case, CaseBatch, to_torch
 from verification.compare import (
     ParityError,
@@ -25,6 +25,7 @@ from verification.dtypes import FLOAT16, FLOAT32, FLOAT64, PARITY_DTYPES, Dtype
 from verification.implementations import LOSSES, torch_impl
 from verification.properties import output_shape
 from verification.tolerance import identities
+from verification.tolerance.summation import TENSOR_SUM
 from verification.tolerance.tracked import (
     DIVISOR_NEAR_ZERO,
     EXP_OVERFLOW,
@@ -39,6 +40,8 @@ from verification.tolerance.tracked import (
     Tracked,
     first_rule,
     merge_rules,
+    on_another_device_now,
+    summing_on_another_device,
 )
 
 
@@ -483,3 +486,21 @@ def test_torch_s_sums_are_within_their_bounds_and_reach_part_of_them_at_large_si
     ledger.record_measurement("error_over_bound_by_size", dict(zip(map(str, LARGE_SUM_SIZES), ratios, strict=True)))
     assert max(ratios) <= 1, ratios
     assert max(ratios) >= LARGE_SUM_FLOOR.get((loss, str(dtype)), 1 / 1000), ratios
+
+
+def test_on_another_device_each_sum_is_bounded_for_any_order_of_its_additions():
+    """The CPU kernels' trees of additions are not a GPU's: on another device (as the comparison sets for any device
+    but the CPU) each path keeps its accumulator, float32 for a float16 Tensor.sum, but takes height n - 1. Its
+    bound lies above the CPU path's and below the any-order model's in float16, which bounds nothing past 2048
+    terms."""
+    terms = Tracked.exact(np.full((10000, 1), 0.5), FLOAT16)
+    cpu = float(terms.sum(order=TENSOR_SUM).error[0])
+    with summing_on_another_device():
+        other = float(terms.sum(order=TENSOR_SUM).error[0])
+    in_float16 = float(terms.sum().error[0])
+    assert cpu < other < in_float16 == math.inf
+    impl = torch_impl("nll_loss", "functional")
+    with compare._arithmetic(impl, FLOAT16, "cuda:0"):
+        assert on_another_device_now()
+    with compare._arithmetic(impl, FLOAT16, "cpu"):
+        assert not on_another_device_now()

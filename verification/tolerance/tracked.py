@@ -70,6 +70,28 @@ def summing_now() -> bool:
     return _any_order
 
 
+# On a device other than the CPU, torch runs other kernels (a GPU's block and warp reductions): their trees of
+# additions are not the CPU kernels' that ``summation.py`` reads, so each path keeps its accumulator and roundings but
+# is bounded for any order of its additions (height n - 1).
+_other_device = False
+
+
+@contextlib.contextmanager
+def summing_on_another_device(on: bool = True) -> Iterator[None]:
+    """Within (when ``on``): every path's sum is bounded for any order of its additions (``Summation.in_any_order``)."""
+    global _other_device
+    previous, _other_device = _other_device, on
+    try:
+        yield
+    finally:
+        _other_device = previous
+
+
+def on_another_device_now() -> bool:
+    """Whether sums are now bounded for another device's kernels."""
+    return _other_device
+
+
 @contextlib.contextmanager
 def flushing_subnormals(on: bool = True) -> Iterator[None]:
     """Within (when ``on``): replays bound an arithmetic that flushes subnormal results to zero."""
@@ -499,7 +521,8 @@ class Tracked:
         """A sum computed as ``order`` says (``summation.py``): gamma_h in its accumulator's unit roundoff times the
         sum of magnitudes, plus the terms' errors, plus u of the storage dtype times what is rounded to it (the
         result of a float32 accumulator, per-thread partial sums). ``axis`` is one of a case's axes; None sums over
-        all of them, each case on its own. Under ``summing_in_any_order`` every order is ANY_ORDER.
+        all of them, each case on its own. Under ``summing_in_any_order`` every order is ANY_ORDER; under
+        ``summing_on_another_device`` every path is taken in any order (``Summation.in_any_order``).
 
         Where partial sums are kept in the storage dtype, in some order one reaches the sum of the positive terms,
         or of the negative ones: where that may pass the dtype's largest value, the partial sum may round to inf
@@ -507,6 +530,8 @@ class Tracked:
         accumulates in float16: terms -5840 and -59680 give -inf, with a total of -65115)."""
         if _any_order:
             order = ANY_ORDER
+        elif _other_device:
+            order = order.in_any_order()
         summed = tuple(range(self.ndim)) if axis is None else (axis,)
         n = math.prod(self.value.shape[a] for a in summed)
         kept = [a for a in range(self.value.ndim) if a not in summed]
