@@ -30,13 +30,13 @@ storage dtype, each such rounding adding u_storage times the magnitudes it cover
   bfloat16) of float32 lanes (float64 for float64), each lane adding every V-th class left to right, then a
   horizontal reduction; V >= 4 on every instruction set (AVX512: 16 float32, 8 float64; AVX2 and the generic
   build: 8 and 4). The float16 and bfloat16 sum is stored in the storage dtype before its logarithm.
-The heights are the CPU kernels'. On another device (``--device cuda``) each path keeps its accumulator and roundings
-and is bounded for any order of its additions (``Summation.in_any_order``): CUDA's reductions accumulate float16 and
-bfloat16 in float32 too, but in block and warp trees not read here.
-
 * ``SOFTMAX_OTHER_DIM``: log-softmax along a dimension that is not last (K-dimensional inputs,
   ``_vec_logsoftmax``): each position's classes added left to right in float32 (float64 for float64), kept in
   float32 for the logarithm.
+
+The heights are the CPU kernels'. On another device (``--device cuda``) each path keeps its accumulator and roundings
+and is bounded for any order of its additions (``Summation.in_any_order``): CUDA's reductions accumulate float16 and
+bfloat16 in float32 too, but in block and warp trees not read here.
 """
 
 from __future__ import annotations
