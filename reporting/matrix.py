@@ -276,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = ("VERIFIED", "FAILED", "UNSUPPORTED", "NAMED DIVERGENCE", "NOT RUN")
     counts = {v: sum(c["verdict"] == v for c in matrix["cells"]) for v in verdicts}
     print(f"matrix: {counts} -> {out / 'matrix.md'}")
-    return 0
+    # A FAILED cell fails the run (the matrix is written first), so that a job gating on it stops there.
+    failed = [c for c in matrix["cells"] if c["verdict"] == "FAILED"]
+    for cell in failed:
+        where = f"{cell['implementation']}: {cell['loss']} {cell['check']}, {cell['dtype']}"
+        print(f"FAILED: {where}: {cell['counterexample']}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ what matrix.md says of each, from reports written here with every kind of outcom
 
 import types
 
+import pytest
+
 from reporting import matrix
 
 REPRODUCER = "import torch\nprint(torch.nn.functional.nll_loss(x, t))"
@@ -109,3 +111,17 @@ def test_an_adapter_has_cells_only_for_its_losses_and_the_properties_aimed_at_it
     ]
     made = {(c["loss"], c["check"], c["dtype"]) for c in matrix.cells("onnxruntime-operators", _report(checks))}
     assert made == {("nll_loss", "values", "float32")}
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["verified", "failed"])
+def test_the_run_exits_non_zero_when_a_cell_failed(monkeypatch, tmp_path, failing, capsys):
+    """`python -m reporting.matrix` (what `nox -s matrix` runs) writes the matrix whatever the verdicts, and exits 1,
+    naming each FAILED cell, when one failed: a job gating on it stops; 0 otherwise."""
+    checks = [_check("nll_loss", "parity", "float64", "passed", examples_compared=4)]
+    if failing:
+        checks.append(_check("nll_loss", "parity", "float32", "failed", failure=FAILURE))
+    monkeypatch.setattr(matrix, "run_implementation", lambda name, out, pytest_args: _report(checks))
+    assert matrix.main(["--implementations", "eager", "--out", str(tmp_path)]) == int(failing)
+    assert (tmp_path / "matrix.json").exists() and (tmp_path / "matrix.md").exists()
+    printed = capsys.readouterr().out
+    assert ("FAILED: eager: nll_loss values, float32: nll_loss(input [1, 3]" in printed) == failing
