@@ -25,12 +25,10 @@ from .implementations import LossImpl, flushes_subnormals, gradient_algorithm, l
 from .minimise import minimised
 from .tolerance.tracked import (
     Tracked,
+    arithmetic_now,
     first_rule,
-    flushing_now,
     flushing_subnormals,
-    on_another_device_now,
     summing_in_any_order,
-    summing_now,
     summing_on_another_device,
 )
 
@@ -342,12 +340,12 @@ def _arithmetic(impl: LossImpl, dtype: Dtype, device: str) -> Iterator[None]:
 
 # The last batch replayed, and its replay: a large input is checked in both forms on one drawn batch, and its replay
 # (most of a large example's cost) is the same for both. The batch itself is held, so that its identity stays its own.
-_last_replay: tuple[CaseBatch, Dtype, tuple[bool, bool, bool], Tracked] | None = None
+_last_replay: tuple[CaseBatch, Dtype, tuple[bool, ...], Tracked] | None = None
 
 
 def _replayed(batch: CaseBatch, dtype: Dtype) -> Tracked:
     global _last_replay
-    flushing = (flushing_now(), summing_now(), on_another_device_now())  # the arithmetic the replay bounds
+    flushing = arithmetic_now()  # the arithmetic the replay bounds
     if _last_replay is not None:
         last_batch, last_dtype, last_flushing, last = _last_replay
         if last_batch is batch and last_dtype == dtype and last_flushing == flushing:

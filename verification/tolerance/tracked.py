@@ -41,71 +41,53 @@ SIGMOID_ERROR = TRANSCENDENTAL_ERROR + 2.0
 
 F64 = np.ndarray
 
-# The arithmetic the bounds are derived for. IEEE 754's gradual underflow by default: an operation whose exact result
-# is below the smallest normal number rounds to a subnormal, losing at most the subnormal spacing (eta). An
-# implementation that flushes subnormal results to zero (XLA on the CPU runs with FTZ) loses up to the smallest
-# normal number there instead: the standard model's absolute term is then the smallest normal (Higham, 2nd ed.,
-# section 2.1, on underflow without gradual underflow). ``flushing_subnormals`` switches a replay to that model.
-_flush_to_zero = False
-
-
-# The sums an implementation under test computes in another order or accumulator than torch's (an adapter's
-# ``SUMS_IN_ANY_ORDER``) are bounded by the any-order model in the storage dtype (``summation.py``).
-_any_order = False
+# The arithmetic the bounds are derived for, three switches that an implementation under test (or the device) sets
+# around its replays (verification/compare.py), each off by default:
+# - "flush_to_zero": IEEE 754's gradual underflow by default: an operation whose exact result is below the smallest
+#   normal number rounds to a subnormal, losing at most the subnormal spacing (eta). An implementation that flushes
+#   subnormal results to zero (XLA on the CPU runs with FTZ) loses up to the smallest normal number there instead:
+#   the standard model's absolute term is then the smallest normal (Higham, 2nd ed., section 2.1, on underflow
+#   without gradual underflow).
+# - "any_order": the sums an implementation computes in another order or accumulator than torch's (an adapter's
+#   ``SUMS_IN_ANY_ORDER``) are bounded by the any-order model in the storage dtype (``summation.py``).
+# - "other_device": on a device other than the CPU, torch runs other kernels (a GPU's block and warp reductions):
+#   their trees of additions are not the CPU kernels' that ``summation.py`` reads, so each path keeps its
+#   accumulator and roundings but is bounded for any order of its additions (height n - 1).
+_SWITCHES = {"flush_to_zero": False, "any_order": False, "other_device": False}
 
 
 @contextlib.contextmanager
-def summing_in_any_order(on: bool = True) -> Iterator[None]:
+def _switched(name: str, on: bool) -> Iterator[None]:
+    previous, _SWITCHES[name] = _SWITCHES[name], on
+    try:
+        yield
+    finally:
+        _SWITCHES[name] = previous
+
+
+def flushing_subnormals(on: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Within (when ``on``): replays bound an arithmetic that flushes subnormal results to zero."""
+    return _switched("flush_to_zero", on)
+
+
+def summing_in_any_order(on: bool = True) -> contextlib.AbstractContextManager[None]:
     """Within (when ``on``): every sum is bounded for any order in the storage dtype, whatever path it models."""
-    global _any_order
-    previous, _any_order = _any_order, on
-    try:
-        yield
-    finally:
-        _any_order = previous
+    return _switched("any_order", on)
 
 
-def summing_now() -> bool:
-    """Whether every sum is now bounded for any order in the storage dtype."""
-    return _any_order
-
-
-# On a device other than the CPU, torch runs other kernels (a GPU's block and warp reductions): their trees of
-# additions are not the CPU kernels' that ``summation.py`` reads, so each path keeps its accumulator and roundings but
-# is bounded for any order of its additions (height n - 1).
-_other_device = False
-
-
-@contextlib.contextmanager
-def summing_on_another_device(on: bool = True) -> Iterator[None]:
+def summing_on_another_device(on: bool = True) -> contextlib.AbstractContextManager[None]:
     """Within (when ``on``): every path's sum is bounded for any order of its additions (``Summation.in_any_order``)."""
-    global _other_device
-    previous, _other_device = _other_device, on
-    try:
-        yield
-    finally:
-        _other_device = previous
+    return _switched("other_device", on)
+
+
+def arithmetic_now() -> tuple[bool, ...]:
+    """The switches now set, in a fixed order: what a replay made now bounds (a key for a replay kept for reuse)."""
+    return tuple(_SWITCHES[name] for name in sorted(_SWITCHES))
 
 
 def on_another_device_now() -> bool:
     """Whether sums are now bounded for another device's kernels."""
-    return _other_device
-
-
-@contextlib.contextmanager
-def flushing_subnormals(on: bool = True) -> Iterator[None]:
-    """Within (when ``on``): replays bound an arithmetic that flushes subnormal results to zero."""
-    global _flush_to_zero
-    previous, _flush_to_zero = _flush_to_zero, on
-    try:
-        yield
-    finally:
-        _flush_to_zero = previous
-
-
-def flushing_now() -> bool:
-    """Whether replays now bound an arithmetic that flushes subnormal results to zero."""
-    return _flush_to_zero
+    return _SWITCHES["other_device"]
 
 
 def case_shape(array: Any) -> tuple[int, ...]:
@@ -299,7 +281,9 @@ class Tracked:
         # u_dtype + u_float32.
         narrower = dtype.unit_roundoff > FLOAT32.unit_roundoff
         u = dtype.unit_roundoff + FLOAT64.unit_roundoff + (FLOAT32.unit_roundoff if narrower else 0.0)
-        eta = (dtype.smallest_normal if _flush_to_zero else dtype.smallest_subnormal) + FLOAT64.smallest_subnormal
+        eta = (
+            dtype.smallest_normal if _SWITCHES["flush_to_zero"] else dtype.smallest_subnormal
+        ) + FLOAT64.smallest_subnormal
         return Tracked(v, np.zeros_like(v), np.zeros(v.shape, dtype=CODE), u, eta, dtype.largest, dtype.smallest_normal)
 
     @property
@@ -528,9 +512,9 @@ class Tracked:
         or of the negative ones: where that may pass the dtype's largest value, the partial sum may round to inf
         though the total is finite, and no finite bound holds (torch's float16 K-dimensional NLL on the CPU
         accumulates in float16: terms -5840 and -59680 give -inf, with a total of -65115)."""
-        if _any_order:
+        if _SWITCHES["any_order"]:
             order = ANY_ORDER
-        elif _other_device:
+        elif _SWITCHES["other_device"]:
             order = order.in_any_order()
         summed = tuple(range(self.ndim)) if axis is None else (axis,)
         n = math.prod(self.value.shape[a] for a in summed)
