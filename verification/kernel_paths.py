@@ -47,11 +47,9 @@ LARGE_SIZES = (
 SMALLEST = GRAIN_SIZE // 2
 LARGEST = 2**22 + 2**10
 
-# Class counts drawn exactly for the categorical losses' large cases (the first is the simplest choice).
-CLASS_COUNTS = (
-    REQUIRED_CLASSES + 1,
-    REQUIRED_CLASSES,
-    REQUIRED_CLASSES - 1,
-    *(c + d for c in VECTOR_WIDTHS for d in (-1, 0, 1)),
-    2**16 + 3,
-)
+# A class count or last dimension at, one below and one above each vector width.
+AROUND_VECTOR_WIDTHS = tuple(c + d for c in VECTOR_WIDTHS for d in (-1, 0, 1))
+
+# Class counts drawn exactly for the categorical losses' large cases with many classes (the first is the simplest
+# choice).
+CLASS_COUNTS = (REQUIRED_CLASSES + 1, REQUIRED_CLASSES, REQUIRED_CLASSES - 1, *AROUND_VECTOR_WIDTHS, 2**16 + 3)

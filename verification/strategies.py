@@ -232,7 +232,7 @@ def large_binary_shape(draw: st.DrawFn) -> tuple[int, ...]:
     rank = draw(st.integers(1, 3), label="rank")
     if rank == 1:
         return (total,)
-    last = draw(st.one_of(st.sampled_from(kernel_paths.CLASS_COUNTS[3:]), st.integers(1, 1024)), label="last size")
+    last = draw(st.one_of(st.sampled_from(kernel_paths.AROUND_VECTOR_WIDTHS), st.integers(1, 1024)), label="last size")
     if rank == 2:
         return (_ceil_div(total, last), last)
     middle = draw(st.integers(1, 16), label="middle size")
@@ -268,7 +268,7 @@ def large_categorical_shape(draw: st.DrawFn, layouts: tuple[str, ...]) -> tuple[
     if layout == "many classes":
         n_classes = draw(st.one_of(st.sampled_from(kernel_paths.CLASS_COUNTS), st.integers(2, 2**17)), label="classes")
         return (_ceil_div(total, n_classes), n_classes)
-    n_classes = draw(st.one_of(st.integers(2, 16), st.sampled_from(kernel_paths.CLASS_COUNTS[3:])), label="classes")
+    n_classes = draw(st.one_of(st.integers(2, 16), st.sampled_from(kernel_paths.AROUND_VECTOR_WIDTHS)), label="classes")
     if layout == "long batch":
         return (_ceil_div(total, n_classes), n_classes)
     batch = draw(st.integers(1, 4), label="batch")
