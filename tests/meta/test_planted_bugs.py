@@ -1,33 +1,19 @@
-"""The suite has power: each planted bug must make one of its loss's properties fail, exactly as run against torch."""
+"""The suite has power: each planted bug must make one of its loss's properties fail, exactly as run against torch,
+and the counterexample it is shrunk to must be no larger than the one the previous way of drawing shrank to."""
 
 from __future__ import annotations
 
-import itertools
+import json
 import pathlib
-from collections.abc import Callable
 
 import pytest
-from hypothesis import Phase, given, settings
-from hypothesis import strategies as st
 
-from verification import kernel_paths, registry, strategies
-from verification.compare import ParityError, RejectionMismatch, check_same_rejection
-from verification.dtypes import PARITY_DTYPES
-from verification.implementations import ImplUnderTest
-from verification.planted_bugs import PlantedBug
-from verification.properties import (
-    CASES_PER_EXAMPLE,
-    batch_gradients_match_reference,
-    batch_matches_reference,
-    output_shape,
-    variants_of,
-)
-from verification.rejections import DTYPE
+from tests.meta.hunting import FAMILIES, PLANTED_BUGS, hunt
+from verification import kernel_paths, ledger, registry, strategies
 
-PLANTED_BUGS = registry.all_planted_bugs()
-# "large": the large-input value and gradient properties (a mistake that only shows past a size torch's kernels
-# change path at).
-FAMILIES = ("value", "gradient", "validation", "large")
+# The element counts the previous way of drawing (every element drawn by hypothesis, one case per example) shrank
+# each planted bug's counterexample to, measured once with it (kept behind flags) by the command the file records.
+BEFORE = json.loads((pathlib.Path(__file__).with_name("shrunk_before.json")).read_text(encoding="utf-8"))
 
 
 def test_every_loss_has_a_planted_bug():
@@ -46,105 +32,27 @@ def test_the_catalogue_covers_every_family_of_mistake():
 
 @pytest.mark.parametrize("bug", PLANTED_BUGS, ids=lambda bug: f"{bug.loss}-{bug.name}")
 def test_a_property_catches_planted_bug(bug, device):
-    """One of the properties of the bug's loss (value parity, gradient parity or error parity), run exactly as against
-    torch, fails on the planted bug; its family is tried first."""
-    ordered = sorted(FAMILIES, key=lambda family: family != bug.area)
-    for family in ordered:
-        for check in _checks(family, bug, device):
-            try:
-                check()
-            except (ParityError, RejectionMismatch, AssertionError) as error:
-                assert "Reproduce with:" in str(error) or family == "validation", str(error)
-                return
-    pytest.fail(f"no property of {bug.loss} caught the planted bug: {bug.mistake}")
+    """One of the properties of the bug's loss (value parity, gradient parity, error parity or large inputs), run
+    exactly as against torch, fails on the planted bug (its family is tried first), with a reproducer; the
+    counterexample hypothesis and the suite shrink it to has no more elements than the previous way of drawing
+    shrank it to (both sizes are recorded in the evidence report)."""
+    caught = hunt(bug, device, shrink=True)
+    if caught.failure is None:
+        pytest.fail(f"no property of {bug.loss} caught the planted bug: {bug.mistake}")
+    assert "Reproduce with:" in caught.failure or caught.family == "validation", caught.failure
+    before = BEFORE["sizes"][f"{bug.loss}.{bug.name}"]
+    ledger.record_measurement("shrunk_elements", {"before": before["elements"], "now": caught.elements})
+    assert caught.elements <= before["elements"], (
+        f"{caught.elements} elements ({caught.counterexample}) where the previous drawing shrank to "
+        f"{before['elements']} ({before['counterexample']})"
+    )
 
 
-def _checks(family: str, bug: PlantedBug, device: str, shrink: bool = False) -> list[Callable[[], None]]:
-    """The properties of ``family`` against ``bug``, drawn as the suite draws them (value and gradient parity in
-    batches of CASES_PER_EXAMPLE); with ``shrink``, hypothesis shrinks a failure as a run of the suite would."""
-    if family == "value":
-        return [
-            _property(
-                variant.batches(dtype, CASES_PER_EXAMPLE), lambda batch, d=dtype: _value(batch, bug, d, device), shrink
-            )
-            for dtype, variant in itertools.product(PARITY_DTYPES, variants_of(bug.loss))
-        ]
-    if family == "gradient":
-        return [
-            _property(
-                st.tuples(variant.batches(dtype, CASES_PER_EXAMPLE), st.data()),
-                lambda drawn, d=dtype: _gradient(*drawn, bug, d, device),
-                shrink,
-            )
-            for dtype, variant in itertools.product(
-                PARITY_DTYPES, [v for v in registry.gradient_variants() if v.loss == bug.loss]
-            )
-        ]
-    if family == "large":
-        large = [v for v in registry.large_variants() if v.loss == bug.loss]
-        large_gradients = [v for v in registry.large_gradient_variants() if v.loss == bug.loss]
-        return [
-            *(
-                _property(
-                    variant.batches(dtype, 1), lambda batch, d=dtype: _value(batch, bug, d, device), shrink, LARGE
-                )
-                for dtype, variant in itertools.product(PARITY_DTYPES, large)
-            ),
-            *(
-                _property(
-                    st.tuples(variant.batches(dtype, 1), st.data()),
-                    lambda drawn, d=dtype: _gradient(*drawn, bug, d, device),
-                    shrink,
-                    LARGE,
-                )
-                for dtype, variant in itertools.product(PARITY_DTYPES, large_gradients)
-            ),
-        ]
-    return [
-        _property(defect.cases(), lambda case, defect=defect: _rejection(case, defect, bug, device), shrink)
-        for defect in registry.info(bug.loss).rejections
-    ]
-
-
-def _as_impl(bug: PlantedBug) -> ImplUnderTest:
-    """The bug as --impl names it: its failures' reproducers import it instead of calling torch."""
-    return ImplUnderTest(f"{bug.loss}={bug.target}")
-
-
-def _value(batch, bug, dtype, device):
-    impl = _as_impl(bug)
-    batch_matches_reference(batch, impl.call, form=impl.form, dtype=dtype, device=device)
-
-
-def _gradient(batch, data, bug, dtype, device):
-    shape = (len(batch), *output_shape(batch.case(0)))
-    grad_outputs = data.draw(strategies.grad_outputs(dtype, shape))
-    impl = _as_impl(bug)
-    batch_gradients_match_reference(batch, grad_outputs, impl.call, form=impl.form, dtype=dtype, device=device)
-
-
-def _rejection(case, defect, bug, device):
-    impl = _as_impl(bug)
-    raised = check_same_rejection(case, impl.call, form=impl.form, dtype=DTYPE, device=device)
-    assert raised is defect.expected, f"{defect}: both raised {raised.__name__}, expected {defect.expected.__name__}"
-
-
-# The large-input properties' budget at ci depth (tests/test_parity.py's LARGE_BUDGET under the ci profile).
-LARGE = max(2, settings.get_profile("ci").max_examples // 50)
-
-
-def _property(cases, body, shrink: bool = False, max_examples: int | None = None) -> Callable[[], None]:
-    # The ci profile whatever profile is active (the promise is: caught at ci depth, every time), without shrinking or
-    # explaining unless asked: the verdict is what the kill needs.
-    phases = [Phase.explicit, Phase.generate, *([Phase.shrink] if shrink else [])]
-    budget = {} if max_examples is None else {"max_examples": max_examples}
-
-    @settings(settings.get_profile("ci"), report_multiple_bugs=False, phases=phases, **budget)
-    @given(drawn=cases)
-    def property_against_the_bug(drawn):
-        body(drawn)
-
-    return property_against_the_bug
+def test_the_recorded_sizes_cover_every_planted_bug():
+    """The record of previous sizes holds one for exactly the planted bugs there are, each caught when it was
+    measured."""
+    assert set(BEFORE["sizes"]) == {f"{bug.loss}.{bug.name}" for bug in PLANTED_BUGS}
+    assert all(row["elements"] is not None for row in BEFORE["sizes"].values())
 
 
 def test_the_catalogue_in_the_docs_lists_every_planted_bug():

@@ -1,51 +1,22 @@
-"""A failure's counterexample is as small as before the suite drew values from seeds and cases in batches: for each
-planted bug, the counterexample hypothesis shrinks to is no larger than the one the previous way of drawing shrank to,
-and its reproducer runs from the repository's root.
-
-The previous sizes were measured once with the previous way of drawing, kept behind flags, and are recorded in
-tests/meta/shrunk_before.json with the command that measured them; this run measures the present ones."""
+"""How a failure is shrunk and reported: the element count read from a failure, the suite's minimiser, and a shrunk
+counterexample's reproducer run from the repository's root. That each planted bug's shrunk counterexample is no
+larger than before is asserted where the bug is caught (tests/meta/test_planted_bugs.py), in the same run."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import pathlib
 
 import numpy as np
-import pytest
 
-from tests.meta.shrinking import elements_named, shrunk
-from tests.meta.test_planted_bugs import PLANTED_BUGS, _checks
-from verification import ledger
+from tests.meta.hunting import PLANTED_BUGS, checks, elements_named
 from verification.cases import Case
 from verification.compare import ParityError
 from verification.minimise import elements, minimised
 
-BEFORE = json.loads((pathlib.Path(__file__).with_name("shrunk_before.json")).read_text(encoding="utf-8"))
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def test_the_recorded_sizes_cover_every_planted_bug():
-    """The record holds a size for exactly the planted bugs there are, each caught when it was measured."""
-    assert set(BEFORE["sizes"]) == {f"{bug.loss}.{bug.name}" for bug in PLANTED_BUGS}
-    assert all(row["elements"] is not None for row in BEFORE["sizes"].values())
-
-
-@pytest.mark.parametrize("bug", PLANTED_BUGS, ids=lambda bug: f"{bug.loss}-{bug.name}")
-def test_the_shrunk_counterexample_is_no_larger_than_before(bug, device):
-    """The shrunk counterexample of the planted bug has no more elements than the previous way of drawing shrank it
-    to (both sizes are recorded in the evidence report)."""
-    before = BEFORE["sizes"][f"{bug.loss}.{bug.name}"]
-    now = shrunk(bug, device)
-    ledger.record_measurement("shrunk_elements", {"before": before["elements"], "now": now["elements"]})
-    assert now["family"] is not None, f"no property caught {bug.loss}.{bug.name}"
-    assert now["elements"] <= before["elements"], (
-        f"{now['elements']} elements ({now['counterexample']}) where the previous drawing shrank to "
-        f"{before['elements']} ({before['counterexample']})"
-    )
-    ledger.record_example()
 
 
 def test_the_element_count_is_read_from_every_array_the_failure_names():
@@ -60,7 +31,7 @@ def test_a_shrunk_counterexample_s_reproducer_runs_from_the_repository_root():
     implementation and prints its value and the reference's."""
     bug = next(bug for bug in PLANTED_BUGS if bug.area == "value")
     failure = None
-    for check in _checks("value", bug, "cpu", shrink=True):
+    for check in checks("value", bug, "cpu", shrink=True):
         try:
             check()
         except ParityError as error:
