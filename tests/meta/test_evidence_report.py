@@ -156,8 +156,11 @@ def test_the_identity_map_is_drawn_from_the_run_s_own_measurements(tmp_path, pyt
 def test_a_run_split_over_xdist_workers_reports_every_check_with_its_measurements(suite_dir):
     """Under pytest -n 2 the controller merges what the workers measured: the same checks, the same counts."""
     suite_dir.makepyfile(test_demo=PROPERTIES)
-    _, serial, _ = _report(suite_dir, in_process=False)  # both in processes of their own, alike but for xdist
-    _, parallel, _ = _report(suite_dir, "-n", "2", in_process=False)
+    # The serial run in this process, the parallel one in a process of its own (xdist's workers are), both under
+    # the same hypothesis profile (an inner run in this process would otherwise report the outer run's).
+    profile = "--hypothesis-profile=default"
+    _, serial, _ = _report(suite_dir, profile)
+    _, parallel, _ = _report(suite_dir, profile, "-n", "2", in_process=False)
     for report in (serial, parallel):
         report.pop("timing")
         report["run"].pop("pytest_args"), report["run"].pop("reproduce")
