@@ -72,22 +72,20 @@ class Elements:
     def sample(self, seed: int, dtype: Dtype, shape: tuple[int, ...]) -> np.ndarray:
         """An array of ``shape`` whose elements are drawn from this mixture by a generator seeded with ``seed``."""
         n = math.prod(shape)
-        # Four uniform numbers per element, drawn at once: element i's depend on the seed and i alone.
-        u = np.random.default_rng(seed).random((n, 4))
-        part = np.minimum((u[:, 0] * len(self.parts)).astype(np.int64), len(self.parts) - 1)
+        # Four uniform numbers per element, drawn at once: element i's depend on the seed and i alone. Each of the
+        # four is then read as a contiguous column (the arrays may hold millions of elements).
+        u = np.random.default_rng(seed).random((n, 4)).T.copy()
+        part = np.minimum((u[0] * len(self.parts)).astype(np.int64), len(self.parts) - 1)
         values = np.zeros(n)
-        inside_low, inside_high = np.full(n, -np.inf), np.full(n, np.inf)
         for index, p in enumerate(self.parts):
-            chosen = part == index
-            if not chosen.any():
-                continue
+            chosen = np.flatnonzero(part == index) if len(self.parts) > 1 else slice(None)
             if isinstance(p, Values):
-                pick = np.minimum((u[chosen, 1] * len(p.values)).astype(np.int64), len(p.values) - 1)
-                values[chosen] = np.asarray(p.values, dtype=np.float64)[pick]
+                pick = np.minimum((u[1, chosen] * len(p.values)).astype(np.int64), len(p.values) - 1)
+                values[chosen] = dtype.snap(np.asarray(p.values, dtype=np.float64))[pick]
             else:
-                values[chosen] = _in_range(p, u[chosen, 1:])
-                inside_low[chosen], inside_high[chosen] = _inward_ends(p, dtype)
-        values = np.clip(dtype.snap(values), inside_low, inside_high)
+                # Rounded to the dtype here, and kept inside the range's ends as the dtype rounds them inwards.
+                inside_low, inside_high = _inward_ends(p, dtype)
+                values[chosen] = np.clip(dtype.snap(_in_range(p, u[1:, chosen])), inside_low, inside_high)
         if self.adjust is not None:
             values = self.adjust(dtype, values)
         return values.reshape(shape)
@@ -110,24 +108,27 @@ def mixture(*elements: Elements) -> Elements:
 
 
 def _in_range(p: Range, u: np.ndarray) -> np.ndarray:
-    """Values in [p.low, p.high] from three uniform numbers each: the kind (end, simplest, uniform, log-uniform), the
-    position, and the side of 0 for a log-uniform magnitude in a range that contains 0."""
+    """Values in [p.low, p.high] from three uniform numbers each (``u``'s rows): the kind (end, simplest, uniform,
+    log-uniform), the position, and the side of 0 for a log-uniform magnitude in a range that contains 0."""
     low, high = p.low, p.high
-    kind = np.minimum((u[:, 0] * 8).astype(np.int64), 7)
+    kind = np.minimum((u[0] * 8).astype(np.int64), 7)
     simplest = 0.0 if low <= 0 <= high else (low if low > 0 else high)
-    uniform = low + u[:, 1] * (high - low)
+    values = low + u[1] * (high - low)  # kinds 3, 4 and 5: uniform
+    logarithmic = np.flatnonzero(kind >= 6)  # kinds 6 and 7, computed for their elements alone
+    position = u[1, logarithmic]
     if low >= 0 or high <= 0:
         near, far = (low, high) if low >= 0 else (-high, -low)  # magnitudes, near <= far
         near = max(near, far * 2.0**-LOG_SPAN)
-        magnitude = near * (far / near) ** u[:, 1] if far > 0 else np.zeros(len(u))
-        log_uniform = magnitude if low >= 0 else -magnitude
+        magnitude = near * (far / near) ** position if far > 0 else np.zeros(len(logarithmic))
+        values[logarithmic] = magnitude if low >= 0 else -magnitude
     else:
-        negative = u[:, 2] < 0.5
+        negative = u[2, logarithmic] < 0.5
         end = np.where(negative, -low, high)
-        log_uniform = np.where(negative, -1.0, 1.0) * end * 2.0 ** (-LOG_SPAN * u[:, 1])
-    choices = [np.full(len(u), low), np.full(len(u), high), np.full(len(u), simplest), uniform, uniform, uniform]
-    choices += [log_uniform, log_uniform]
-    return np.choose(kind, choices)
+        values[logarithmic] = np.where(negative, -1.0, 1.0) * end * 2.0 ** (-LOG_SPAN * position)
+    values[kind == 0] = low
+    values[kind == 1] = high
+    values[kind == 2] = simplest
+    return values
 
 
 @functools.cache

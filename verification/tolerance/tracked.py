@@ -248,14 +248,24 @@ def _along(codes: F64, axis: int | None) -> F64:
 def _times(a: F64, b: F64) -> F64:
     """One term of a product's propagated error: 0 when a factor is exactly 0 and the other finite, and inf
     for 0 * inf (an operand whose error is unbounded may itself be inf in torch, and 0 * inf is NaN)."""
+    # Computed as a * b, whose only NaN is 0 * inf or a NaN factor (inf here), and + 0.0 (-0 becomes +0): a factor
+    # that is exactly 0 with the other finite gives +0. One pass over arrays that may hold millions of elements.
     with np.errstate(invalid="ignore", over="ignore"):
-        product = np.where(((a == 0) & np.isfinite(b)) | ((b == 0) & np.isfinite(a)), 0.0, a * b)
-        return np.where(np.isnan(product), np.inf, product)
+        product = np.asarray(np.multiply(a, b))
+        product += 0.0
+        nan = np.isnan(product)
+        if nan.any():
+            product[nan] = np.inf
+        return product
 
 
 def _size(value: F64) -> F64:
     """|value| as a factor of a propagated error: 0 for NaN, whose product is NaN however the other factor moves."""
-    return np.where(np.isnan(value), 0.0, np.abs(value))
+    size = np.asarray(np.abs(value))
+    nan = np.isnan(size)
+    if nan.any():
+        size[nan] = 0.0
+    return size
 
 
 @dataclass(frozen=True)
@@ -318,7 +328,9 @@ class Tracked:
         value, error = np.asarray(value, dtype=np.float64), np.asarray(error, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             # A result that may leave the dtype's range may round to inf: no finite bound holds.
-            error = np.where(np.isfinite(value) & (np.abs(value) + error > self.largest), np.inf, error)
+            beyond = np.abs(value) + error > self.largest
+            if beyond.any():
+                error = np.where(np.isfinite(value) & beyond, np.inf, error)
         # An error that the float64 arithmetic of a bound itself took past float64's range is OVERFLOW's too.
         by = _attribute(error, np.asarray(unbounded_by, dtype=CODE), OVERFLOW)
         return Tracked(value, error, by, self.u, self.eta, self.largest, self.smallest_normal)
@@ -327,7 +339,12 @@ class Tracked:
         """Add one rounding (``relative`` units of u, plus eta) to the propagated error."""
         value = np.asarray(value, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
-            rounding = np.where(np.isfinite(value), relative * self.u * np.abs(value) + self.eta, 0.0)
+            rounding = np.asarray(np.abs(value))
+            rounding *= relative * self.u
+            rounding += self.eta
+            nonfinite = ~np.isfinite(value)
+            if nonfinite.any():
+                rounding[nonfinite] = 0.0
         return self._like(value, propagated + rounding, unbounded_by)
 
     def _scalar(self, c: float) -> Tracked:
