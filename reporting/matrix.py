@@ -7,10 +7,12 @@ then reads those reports into ``matrix.json`` and ``matrix.md``. ``nox -s matrix
 need and runs it.
 
 A cell is the checks of one loss and dtype (rejections: of one loss, any dtype) for one implementation:
-FAILED if any of them failed, UNSUPPORTED if every one was skipped as unsupported by the implementation,
-VERIFIED if every one that ran passed ("(N named)": N named divergences left cases or checks out), NAMED
-DIVERGENCE if none passed and at least one was left out under a named divergence of the implementation (the rest
-unsupported: their reasons are listed with it). A skip for another reason (the module form, which an adapter does
+FAILED if any of them failed, UNSUPPORTED if every one was skipped as unsupported by the implementation, or if
+none passed and one was skipped because the implementation lacks the whole check (a dtype, the backward pass: then
+so does every check of the cell, whatever a named divergence left out first), VERIFIED if every one that ran
+passed ("(N named)": N named divergences left cases or checks out), NAMED DIVERGENCE if none passed and at least
+one was left out under a named divergence of the implementation (the rest unsupported for an argument they lack:
+their reasons are listed with it). A skip for another reason (the module form, which an adapter does
 not have) is named in the cell, never counted as a pass.
 """
 
@@ -25,6 +27,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+from verification.ledger import WHOLE_CHECK
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The properties a cell is made of, by the kind the evidence report gives them.
@@ -127,7 +131,13 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
         failed = [c for c in checks if c["outcome"] in ("failed", "error")]
         unsupported = [c for c in checks if "UNSUPPORTED by" in c.get("skip_reason", "")]
         unsupported_reasons = sorted({c["skip_reason"].split("UNSUPPORTED by ", 1)[1] for c in unsupported})
-        named = sorted({c["skip_reason"] for c in checks if "named divergence of" in c.get("skip_reason", "")})
+        named = sorted(
+            {
+                c["skip_reason"].removeprefix("Skipped: ")
+                for c in checks
+                if "named divergence of" in c.get("skip_reason", "")
+            }
+        )
         skipped = [c for c in checks if c["outcome"] == "skipped" and c not in unsupported]
         other_skips = sorted({c["skip_reason"] for c in skipped if "named divergence of" not in c["skip_reason"]})
         passed = [c for c in checks if c["outcome"] == "passed"]
@@ -140,6 +150,10 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
             )  # fmt: skip
         elif passed:
             cell["verdict"] = "VERIFIED"
+        elif any(reason.endswith(WHOLE_CHECK) for reason in unsupported_reasons):
+            # The implementation lacks the whole check (a dtype, the backward pass): so it does for every check of
+            # the cell, also where a named divergence left out every case before the implementation was asked.
+            cell.update(verdict="UNSUPPORTED", reason="; ".join(unsupported_reasons))
         elif named:
             # Some checks left out under a named divergence, the rest unsupported: what ran is the divergence.
             cell.update(verdict="NAMED DIVERGENCE", reason="; ".join(named))
@@ -253,6 +267,8 @@ def render(matrix: dict[str, Any]) -> str:
         lines += ["", "## UNSUPPORTED, NAMED DIVERGENCE and NOT RUN cells", ""]
         for cell in unsupported:
             also = "; unsupported: " + "; ".join(cell["unsupported"]) if cell.get("unsupported") else ""
+            if cell["verdict"] == "UNSUPPORTED" and cell.get("named_divergences"):
+                also += "; cases left out first under: " + "; ".join(cell["named_divergences"])
             lines.append(
                 f"- {cell['implementation']}: {cell['loss']} {cell['check']}, {cell['dtype']}: {cell['reason']}{also}"
             )

@@ -46,7 +46,7 @@ def _left_out(unsupported: Unsupported, impl: LossImpl) -> str:
     skipped with the reason, which the matrix reads as UNSUPPORTED; a case with an argument it lacks is left out,
     the reason counted in the report."""
     if unsupported.whole:
-        pytest.skip(f"UNSUPPORTED by {label(impl)}: {unsupported.reason}")
+        pytest.skip(f"UNSUPPORTED by {label(impl)}: {unsupported.reason}{ledger.WHOLE_CHECK}")
     return f"{ledger.UNSUPPORTED_BY}{label(impl)}: {unsupported.reason}"
 
 

@@ -85,6 +85,10 @@ def exclude(reason: str) -> None:
 # named divergences (verification.implementations.known_divergence).
 UNSUPPORTED_BY = "unsupported by "
 NAMED_DIVERGENCE_OF = "named divergence of "
+# Ends the skip of a check the implementation lacks as a whole (a dtype, the backward pass), whatever its cases: the
+# matrix reads such a cell as UNSUPPORTED even where a named divergence had left out every case before the
+# implementation was asked.
+WHOLE_CHECK = " (the whole check)"
 
 
 def _of_the_implementation(reason: str) -> bool:

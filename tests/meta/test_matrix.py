@@ -45,6 +45,10 @@ CHECKS = [
     _check("cross_entropy", "rejection", "float32", "skipped", skip_reason="UNSUPPORTED by x: no smoothing"),
     _check("cross_entropy", "rejection", "float32", "skipped", skip_reason="UNSUPPORTED by x: no smoothing"),
     _check("cross_entropy", "rejection", "float32", "skipped", skip_reason="UNSUPPORTED by x: no 1-D input"),
+    # one check lacked as a whole (the backward pass), the other's every case left out first under a named
+    # divergence: the implementation lacks that one too, so the cell is UNSUPPORTED, the divergence listed
+    _check("kl_div", "gradient", "float32", "skipped", skip_reason="UNSUPPORTED by x: no backward (the whole check)"),
+    _check("kl_div", "gradient", "float32", "skipped", skip_reason="named divergence of x: log targets"),
     # skipped for another reason only: never a pass
     _check("kl_div", "parity", "float32", "skipped", skip_reason="the module form: the adapter is a function"),
 ]
@@ -71,6 +75,11 @@ def test_each_cell_takes_the_verdict_of_its_checks():
         "reason": "named divergence of x: int32",
         "unsupported": ["x: no 1-D input", "x: no smoothing"],
     }
+    assert cells["kl_div", "gradients", "float32"] == cells["kl_div", "gradients", "float32"] | {
+        "verdict": "UNSUPPORTED",
+        "reason": "x: no backward (the whole check)",
+        "named_divergences": ["named divergence of x: log targets"],
+    }
     assert cells["kl_div", "values", "float32"]["verdict"] == "NOT RUN"
     assert "module form" in cells["kl_div", "values", "float32"]["reason"]
 
@@ -86,6 +95,10 @@ def test_a_failed_cell_carries_the_sentence_and_the_reproducer():
     assert f"```python\n{REPRODUCER}\n```" in text
     assert "- x: nll_loss gradients, float32: x: no backward pass" in text
     assert "- x: cross_entropy rejections, any: named divergence of x: int32; unsupported: x: no 1-D input" in text
+    assert (
+        "- x: kl_div gradients, float32: x: no backward (the whole check); cases left out first under: named "
+        "divergence of x: log targets" in text
+    )
 
 
 def test_the_runs_name_versions_and_a_flushing_arithmetic():
