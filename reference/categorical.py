@@ -150,6 +150,47 @@ def _effective_label_smoothing(label_smoothing: float) -> float:
     return float(label_smoothing) if label_smoothing > 0.0 else 0.0
 
 
+class _CrossEntropyCall(NamedTuple):
+    """A cross-entropy call whose arguments passed every check torch makes: what the loss and its gradient
+    compute from."""
+
+    x: NDArray[Any]  # the input, as given
+    target: NDArray[Any]  # probability targets, as given; or the index targets (an unbatched (1,) target as ())
+    weights: F64  # the C class weights, ones when none is given
+    eps: float  # the label smoothing in effect
+    picked: _Picked | None  # index targets: each position's target and weight; None for probability targets
+
+
+def _checked_cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+) -> _CrossEntropyCall:
+    """Every check of a cross-entropy call, in the order they are made: what torch rejects, raised as torch
+    raises it (the loss and its gradient both start here, so they reject alike)."""
+    v.check_reduction(reduction)
+    x_in, t_in = v.as_array(input), v.as_array(target)
+    if x_in.shape == t_in.shape:
+        return _checked_probabilities(x_in, t_in, weight, ignore_index, label_smoothing)
+    eps = _effective_label_smoothing(label_smoothing)
+    weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
+    # A target of shape (1,) for an unbatched input is documented and well defined, but torch 2.13 raises in
+    # the smoothed forward: see the named divergence in tests/test_cross_entropy.py.
+    t = _index_target(x_in.ndim, t_in)
+    picked = _pick_targets(t, ignore_index, weights)
+    n_classes = x_in.shape[_class_dim(x_in.ndim)]
+    if eps > 0.0 and weight is not None and v.as_array(weight).shape[0] != n_classes:
+        # The smoothing term views the weight as C entries along the class dimension, taking C from its first size.
+        raise RuntimeError(
+            f"label smoothing needs a class weight whose first size is C = {n_classes}, "
+            f"got shape {list(v.as_array(weight).shape)}"
+        )
+    return _CrossEntropyCall(x_in, t, weights, eps, picked)
+
+
 def cross_entropy(
     input: ArrayLike,
     target: ArrayLike,
@@ -171,32 +212,18 @@ def cross_entropy(
         'mean' divides by the number of positions N * d1 * ... * dk, not by weights.
         Targets are not validated; ignore_index >= 0 is rejected, negative ones are unused.
     """
-    v.check_reduction(reduction)
-    x_in, t_in = v.as_array(input), v.as_array(target)
-    if x_in.shape == t_in.shape:
-        return _cross_entropy_with_probabilities(x_in, t_in, weight, ignore_index, reduction, label_smoothing)
-    eps = _effective_label_smoothing(label_smoothing)
-    weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
+    call = _checked_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    x_in, weights, eps, picked = call.x, call.weights, call.eps, call.picked
+    if picked is None:
+        return _cross_entropy_of_probabilities(x_in, call.target, weights, eps, reduction)
     class_dim = _class_dim(x_in.ndim)
     if eps == 0.0:
         # Only log p at each target is needed: log_softmax_at skips the rest of the matrix (the same bits).
-        picked = _pick_targets(_index_target(x_in.ndim, t_in), ignore_index, weights)
         index = np.expand_dims(picked.safe_target, class_dim)
         return _nll_of_picked(np.squeeze(log_softmax_at(x_in, class_dim, index), class_dim), picked, reduction)
     logp = log_softmax(x_in, class_dim)
-    nll = _nll_of_log_probabilities(logp, t_in, weights, ignore_index, reduction)
-    if x_in.ndim == 1:
-        # A target of shape (1,) is documented and well defined here, but torch 2.13 raises:
-        # see the named divergence in tests/test_cross_entropy.py.
-        t_in = t_in.reshape(())
+    nll = _nll_of_picked(_select_class(logp, picked.safe_target, class_dim), picked, reduction)
     n_classes = x_in.shape[class_dim]
-    if weight is not None and v.as_array(weight).shape[0] != n_classes:
-        # The smoothing term views the weight as C entries along the class dimension, taking C from its first size.
-        raise RuntimeError(
-            f"label smoothing needs a class weight whose first size is C = {n_classes}, "
-            f"got shape {list(v.as_array(weight).shape)}"
-        )
-    picked = _pick_targets(t_in, ignore_index, weights)
     with np.errstate(invalid="ignore"):  # -inf logp x 0 weight is NaN, in torch as here
         smooth = -np.sum(logp * weights.reshape(_class_shape(x_in.ndim, n_classes)), axis=class_dim)
     smooth = np.where(picked.kept, smooth, 0.0)
@@ -214,14 +241,9 @@ def _class_shape(ndim: int, n_classes: int) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _cross_entropy_with_probabilities(
-    x_in: NDArray[Any],
-    t_in: NDArray[Any],
-    weight: ArrayLike | None,
-    ignore_index: int,
-    reduction: str,
-    label_smoothing: float,
-) -> F64:
+def _checked_probabilities(
+    x_in: NDArray[Any], t_in: NDArray[Any], weight: ArrayLike | None, ignore_index: int, label_smoothing: float
+) -> _CrossEntropyCall:
     if not np.issubdtype(t_in.dtype, np.floating):
         raise RuntimeError(f"Expected floating point type for target with class probabilities, got {t_in.dtype}")
     if ignore_index >= 0:
@@ -229,10 +251,16 @@ def _cross_entropy_with_probabilities(
     if x_in.ndim == 0:
         raise IndexError("Dimension specified as 1 but tensor has no dimensions")
     v.check_floating("input", x_in, "cross_entropy")
+    n_classes = x_in.shape[_class_dim(x_in.ndim)]
+    weights = _class_weights(weight, n_classes, prefix="cross_entropy: ")
+    return _CrossEntropyCall(x_in, t_in, weights, _effective_label_smoothing(label_smoothing), None)
+
+
+def _cross_entropy_of_probabilities(
+    x_in: NDArray[Any], t_in: NDArray[Any], weights: F64, eps: float, reduction: str
+) -> F64:
     class_dim = _class_dim(x_in.ndim)
     n_classes = x_in.shape[class_dim]
-    weights = _class_weights(weight, n_classes, prefix="cross_entropy: ")
-    eps = _effective_label_smoothing(label_smoothing)
     t = t_in.astype(np.float64)
     if eps > 0.0:
         t = t * (1.0 - eps) + eps / n_classes

@@ -3,7 +3,8 @@
 Each ``*_grad`` function takes the loss's own arguments plus ``grad_output`` (the gradient
 flowing into the loss's result: an array of the output's shape for reduction 'none', a scalar
 otherwise) and returns d(sum(grad_output * loss)) / d(input), of the input's shape. It validates
-its arguments by calling the forward reference, so it rejects exactly what the loss rejects.
+its arguments by calling the forward reference (cross-entropy's by making the checks its forward
+makes first, without computing it), so it rejects exactly what the loss rejects.
 
 The derivatives are those of the forward definitions in ``binary.py``, ``categorical.py``,
 ``kl_div.py`` and ``focal.py``, worked out by hand (KL's lives beside its loss, in ``kl_div.py``):
@@ -47,12 +48,11 @@ from .activations import sigmoid, softmax
 from .binary import LOG_CLAMP, binary_cross_entropy, binary_cross_entropy_with_logits
 from .categorical import (
     _check_index_arguments,
+    _checked_cross_entropy,
     _class_dim,
     _class_shape,
-    _effective_label_smoothing,
     _pick_targets,
     _Picked,
-    cross_entropy,
     nll_loss,
 )
 from .focal import alpha_weight, binary_cross_entropy_terms, miss_probability, sigmoid_focal_loss
@@ -116,10 +116,14 @@ def _index_layout(
     class_dim = _class_dim(x.ndim)
     t = target.reshape(()) if x.ndim == 1 else target
     picked = _pick_targets(t, ignore_index, weights)
-    n_classes = x.shape[class_dim]
-    classes = np.arange(n_classes).reshape(_class_shape(x.ndim, n_classes))
-    one_hot = classes == np.expand_dims(picked.safe_target, class_dim)
-    return class_dim, picked, one_hot
+    return class_dim, picked, _one_hot(picked, x.shape, class_dim)
+
+
+def _one_hot(picked: _Picked, shape: tuple[int, ...], class_dim: int) -> NDArray[np.bool_]:
+    """True at each position's target class (class 0 at ignored positions), broadcastable against the input."""
+    n_classes = shape[class_dim]
+    classes = np.arange(n_classes).reshape(_class_shape(len(shape), n_classes))
+    return np.asarray(classes == np.expand_dims(picked.safe_target, class_dim))
 
 
 def _per_position(values: ArrayLike, class_dim: int) -> F64:
@@ -174,18 +178,17 @@ def cross_entropy_grad(
     grad_output: ArrayLike = 1.0,
 ) -> F64:
     """d/dx of cross-entropy with class indices or class probabilities (see the module docstring)."""
-    cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
-    x_in, t_in = v.as_array(input), v.as_array(target)
-    x = x_in.astype(np.float64)
+    # The loss's own checks (it is not computed: the derivative needs softmax, not the loss's value).
+    call = _checked_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    x = call.x.astype(np.float64)
     class_dim = _class_dim(x.ndim)
     n_classes = x.shape[class_dim]
-    w = np.ones(n_classes) if weight is None else v.as_array(weight).astype(np.float64).reshape(n_classes)
+    w, eps, picked = call.weights, call.eps, call.picked
     w_along = w.reshape(_class_shape(x.ndim, n_classes))
-    eps = _effective_label_smoothing(label_smoothing)
     s = softmax(x, class_dim)
     with np.errstate(invalid="ignore", over="ignore"):
-        if x_in.shape == t_in.shape:
-            t = t_in.astype(np.float64)
+        if picked is None:
+            t = call.target.astype(np.float64)
             if eps > 0.0:
                 t = t * (1.0 - eps) + eps / n_classes
             wt = w_along * t
@@ -193,8 +196,7 @@ def cross_entropy_grad(
             positions = x.size // n_classes if n_classes else 0
             return _scale(per_element, reduction, _per_position(grad_output, class_dim), float(positions))
 
-        weights = _check_index_arguments(x_in, t_in, weight, "cross_entropy")
-        class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)
+        one_hot = _one_hot(picked, x.shape, class_dim)
         # s_k - [k = y], with s_y - 1 taken as minus the other classes' probabilities where s_y >= 1/2 (no
         # cancellation), and as it reads below (one rounding, where the sum of the others would carry many).
         others = np.sum(np.where(one_hot, 0.0, s), axis=class_dim, keepdims=True)

@@ -35,3 +35,21 @@ def test_torch_and_reference_reject_the_same_inputs(data, defect, form, device, 
     if raised is not None:  # None: the implementation lacks an argument of the case (counted, the reason named)
         expected = defect.expected.__name__
         assert raised is defect.expected, f"{defect}: both raised {raised.__name__}, expected {expected}"
+
+
+@settings(max_examples=max(20, settings.default.max_examples // 5))
+@pytest.mark.parametrize("defect", [d for d in DEFECTS if registry.info(d.loss).reference_gradient], ids=str)
+@given(data=st.data())
+def test_the_reference_gradient_rejects_what_the_reference_loss_rejects(data, defect):
+    """The reference's gradient of a call with one defect raises the loss's own exception, message included:
+    a gradient that skipped one of the loss's checks would compute a derivative where torch raises."""
+    case = data.draw(defect.cases(), label="case")
+    loss, gradient = registry.info(defect.loss).reference, registry.reference_gradient(defect.loss)
+    with pytest.raises(Exception) as by_the_loss:
+        loss(case.input, case.target, **case.kwargs)
+    with pytest.raises(Exception) as by_the_gradient:
+        gradient(case.input, case.target, **case.kwargs, grad_output=1.0)
+    assert (type(by_the_gradient.value), str(by_the_gradient.value)) == (
+        type(by_the_loss.value),
+        str(by_the_loss.value),
+    ), f"{case.describe()}: the loss raised {by_the_loss.value!r}, its gradient {by_the_gradient.value!r}"
