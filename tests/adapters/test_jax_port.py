@@ -33,6 +33,18 @@ def test_the_port_computes_in_jax_not_torch(monkeypatch):
     assert x.grad is not None
 
 
+def test_each_loss_runs_as_one_compiled_computation_per_shape():
+    """The port runs jitted: a shape it has not seen builds one XLA executable for the forward and one for the
+    backward, and the same call again builds none (op by op, every primitive would build one per new shape)."""
+    x = torch.tensor([[0.25, -1.5, 2.0, 0.0, 1.0, 3.0, -2.0]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([4])
+    built = jax_port.COUNTS["xla executables"]
+    jax_port.cross_entropy(x, target, label_smoothing=0.2, reduction="sum").backward()
+    assert jax_port.COUNTS["xla executables"] == built + 2
+    jax_port.cross_entropy(x, target, label_smoothing=0.2, reduction="sum").backward()
+    assert jax_port.COUNTS["xla executables"] == built + 2
+
+
 def test_a_planted_bug_in_the_port_is_caught(monkeypatch):
     """A port whose BCEWithLogits drops pos_weight fails value parity."""
     original = jax_port.bce_with_logits
@@ -67,6 +79,22 @@ def test_xla_flushes_subnormals_to_zero_on_the_cpu():
     assert jax_port.known_divergence(case, FLOAT64) is None  # 1e-39 is normal in float64
     half_normal = Case("binary_cross_entropy_with_logits", np.zeros(1), np.zeros(1), {"weight": np.array([3e-5])})
     assert jax_port.known_divergence(half_normal, FLOAT16) is None  # a float16 subnormal, kept by XLA
+
+
+def test_a_subnormal_smoothing_constant_is_read_as_zero():
+    """Named divergence (jax-ml/jax#16200, a constant the port derives): the port smooths with label_smoothing / C as
+    a constant of the input's dtype, and where that is subnormal XLA reads it as 0. With the smallest normal float32
+    as label_smoothing over 2 classes, and the target's class weighted 0, torch's loss is the smoothing term alone
+    (about 3.5e-36); the port's is 0. Where the constant is normal the port smooths."""
+    x, t, w = torch.tensor([[0.0, -600.0]]), torch.tensor([0]), torch.tensor([0.0, 1.0])
+    smallest_normal = torch.finfo(torch.float32).smallest_normal
+    assert F.cross_entropy(x, t, weight=w, reduction="none", label_smoothing=smallest_normal).item() > 0
+    assert jax_port.cross_entropy(x, t, weight=w, reduction="none", label_smoothing=smallest_normal).item() == 0.0
+    assert jax_port.cross_entropy(x, t, weight=w, reduction="none", label_smoothing=4 * smallest_normal).item() > 0
+    case = Case("cross_entropy", x.double().numpy(), t.numpy(), {"label_smoothing": smallest_normal})
+    assert "label_smoothing / C is subnormal" in jax_port.known_divergence(case, FLOAT32)
+    assert jax_port.known_divergence(case, FLOAT64) is None  # normal in float64
+    assert jax_port.known_divergence(case.with_kwargs(label_smoothing=4 * smallest_normal), FLOAT32) is None
 
 
 def test_a_subnormal_flushed_inside_the_computation_is_within_the_flush_to_zero_bounds():
