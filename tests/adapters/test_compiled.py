@@ -11,7 +11,7 @@ from tests.adapters.rejection_divergences import assert_still_diverges
 from verification.cases import Case, CaseBatch
 from verification.compare import ParityError, check_parity_batch
 from verification.divergences import none
-from verification.dtypes import FLOAT64
+from verification.dtypes import FLOAT32, FLOAT64
 
 
 def test_each_call_runs_compiled_code():
@@ -54,3 +54,59 @@ def test_compiled_code_does_not_reject_as_torch_does(defect):
     TorchRuntimeError for what fails while tracing, inductor's RuntimeError for a class index out of range); the
     test fails once torch.compile rejects every such input as eager torch does."""
     assert_still_diverges(compiled, defect)
+
+
+# --- named divergences on valid calls ------------------------------------------------------------------------
+
+
+def test_uint8_class_indices_raise_under_compile():
+    """Named divergence: torch's eager NLL and cross-entropy take uint8 class indices (the same values as int64);
+    compiled code gathers with the uint8 target while dynamo traces the call, and gather rejects it."""
+    x = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    for loss in ("nll_loss", "cross_entropy"):
+        eager = getattr(F, loss)(x, torch.tensor([2], dtype=torch.uint8))
+        assert eager.item() == getattr(F, loss)(x, torch.tensor([2])).item()
+        with pytest.raises(RuntimeError, match=r"gather\(\): Expected dtype int32/int64 for index"):
+            getattr(compiled, loss)(x, torch.tensor([2], dtype=torch.uint8))
+    case = Case("cross_entropy", x.numpy(), np.array([2], dtype=np.uint8))
+    assert "uint8" in compiled.known_divergence(case, FLOAT64)
+    assert compiled.known_divergence(Case("cross_entropy", x.numpy(), np.array([2])), FLOAT64) is None
+
+
+def test_unbatched_input_with_a_target_of_shape_1_raises_under_compile():
+    """Named divergence: compiled NLL and cross-entropy raise 'size mismatch' for an unbatched input (C,) with a
+    class-index target of shape (1,), which torch's eager forward computes (its backward raises the same:
+    test_unbatched_input_with_target_of_shape_1_has_no_backward)."""
+    x = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    assert F.nll_loss(x, torch.tensor([1])).item() == F.nll_loss(x, torch.tensor(1)).item()
+    for loss in (compiled.nll_loss, compiled.cross_entropy):
+        with pytest.raises(RuntimeError, match="size mismatch"):
+            loss(x, torch.tensor([1]))
+    assert "size mismatch" in compiled.known_divergence(Case("nll_loss", x.numpy(), np.array([1])), FLOAT64)
+
+
+def test_class_weights_not_1_dimensional_raise_under_compile():
+    """Named divergence: torch's eager NLL on a K-dimensional input takes C class weights of any shape (a (1, C)
+    weight included); compiled code reshapes them as if 1-dimensional and raises."""
+    x = torch.tensor([[[0.5], [-1.0]]], dtype=torch.float64)  # (N, C, d) = (1, 2, 1)
+    target, weight = torch.tensor([[1]]), torch.tensor([[2.0, 3.0]], dtype=torch.float64)
+    assert F.nll_loss(x, target, weight=weight).item() == F.nll_loss(x, target, weight=weight.reshape(2)).item()
+    with pytest.raises(RuntimeError, match="is invalid for input of size"):
+        compiled.nll_loss(x, target, weight=weight)
+    case = Case("nll_loss", x.numpy(), target.numpy(), {"weight": weight.numpy()})
+    assert "1-dimensional" in compiled.known_divergence(case, FLOAT64)
+
+
+def test_nll_gradient_is_nan_off_the_target_where_the_total_weight_is_0_under_compile():
+    """Named divergence: with 'mean' and class weights that sum to 0 over the targets, torch's eager NLL backward
+    gives NaN at the target and 0 elsewhere (as the reference does); compiled code's backward divides every element
+    by the total weight of 0 and gives NaN everywhere."""
+    weight = torch.tensor([0.0, 1.0, 1.0])
+    eager = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    F.nll_loss(eager, torch.tensor(0), weight=weight).backward()
+    torch.testing.assert_close(eager.grad, torch.tensor([float("nan"), 0.0, 0.0]), equal_nan=True)
+    ours = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    compiled.nll_loss(ours, torch.tensor(0), weight=weight).backward()
+    assert torch.isnan(ours.grad).all()
+    case = Case("nll_loss", np.zeros(3), np.array(0), {"weight": weight.double().numpy()})
+    assert "total weight of 0" in compiled.known_gradient_divergence(case, FLOAT32)
