@@ -24,13 +24,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 import torch._dynamo
 import torch.nn.functional as F
 from torch._inductor.compile_fx import compile_fx
 
-from . import AdapterError
+from . import AdapterError, nll_decompositions
 
 torch._dynamo.config.recompile_limit = 1_000_000
 torch._dynamo.config.accumulated_recompile_limit = 1_000_000
@@ -152,33 +151,26 @@ REJECTION_DIVERGENCES = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Named divergences on valid calls: inductor lowers NLL through torch's decomposition of nll_loss_forward and
-# nll_loss_backward (as adapters/decomposed.py runs them), and compiled code inherits what those do otherwise than
-# the eager kernels. Found by the compile column's first float32 run; each has a test in
-# tests/adapters/test_compiled.py asserting compiled code's actual behaviour, and the rules below leave out the
-# cases they cover, by name.
+# Named divergences on valid calls: inductor lowers NLL through torch's decompositions of nll_loss_forward and
+# nll_loss_backward (adapters/decomposed.py runs them; adapters/nll_decompositions.py says where they differ), and
+# compiled code inherits what those do otherwise than the eager kernels. Found by the compile column's first float32
+# run; each has a test in tests/adapters/test_compiled.py asserting compiled code's actual behaviour, and the rules
+# below leave out the cases they cover, by name.
 # ---------------------------------------------------------------------------------------------
-
-CATEGORICAL = ("nll_loss", "cross_entropy")
-
-
-def _index_target(case: Any) -> bool:
-    return case.loss in CATEGORICAL and case.target.dtype.kind in "iu"
 
 
 def known_divergence(case: Any, dtype: Any = None) -> str | None:
-    if _index_target(case) and case.target.dtype == np.uint8:
+    if nll_decompositions.uint8_class_indices(case):
         return (
             "compiled code gathers with a uint8 class-index target, which gather rejects while dynamo traces the "
             "call (test_uint8_class_indices_raise_under_compile)"
         )
-    if _index_target(case) and case.input.ndim == 1 and case.target.shape == (1,):
+    if nll_decompositions.unbatched_input_with_target_of_shape_1(case):
         return (
             "compiled code raises 'size mismatch' for an unbatched input (C,) with a (1,) target "
             "(test_unbatched_input_with_a_target_of_shape_1_raises_under_compile)"
         )
-    weight = case.kwargs.get("weight")
-    if case.loss in CATEGORICAL and weight is not None and np.ndim(weight) != 1:
+    if nll_decompositions.class_weights_not_1_dimensional(case):
         return (
             "compiled code reshapes class weights as if 1-dimensional and raises for C weights of another shape "
             "(test_class_weights_not_1_dimensional_raise_under_compile)"
@@ -186,19 +178,8 @@ def known_divergence(case: Any, dtype: Any = None) -> str | None:
     return None
 
 
-def _total_weight_is_0(case: Any) -> bool:
-    """'mean' over index targets whose class weights sum to 0 (every target ignored, or of weight 0)."""
-    if case.loss != "nll_loss" or not _index_target(case) or case.kwargs.get("reduction", "mean") != "mean":
-        return False
-    classes = case.input.shape[0 if case.input.ndim == 1 else 1]
-    weight = np.ones(classes) if case.kwargs.get("weight") is None else np.ravel(case.kwargs["weight"])
-    target = np.ravel(case.target).astype(np.int64)
-    kept = target[target != case.kwargs.get("ignore_index", -100)]
-    return bool(kept.size == 0 or np.sum(weight[np.clip(kept, 0, classes - 1)]) == 0)
-
-
 def known_gradient_divergence(case: Any, dtype: Any = None) -> str | None:
-    if _total_weight_is_0(case):
+    if nll_decompositions.total_weight_is_0(case):
         return (
             "compiled NLL backward divides every element's gradient by a total weight of 0, giving NaN off the "
             "target where the eager kernel gives 0 (test_nll_gradient_is_nan_off_the_target_where_the_total_weight_"

@@ -25,13 +25,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions, decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from . import AdapterError
+from . import AdapterError, nll_decompositions
 
 aten = torch.ops.aten
 
@@ -67,42 +66,26 @@ UNSUPPORTED: dict[str, str] = {}
 # behaviour, so it fails once torch changes; the rules below exclude the cases they cover, by name.
 # ---------------------------------------------------------------------------------------------
 
-CATEGORICAL = ("nll_loss", "cross_entropy")
-
-
-def _index_target(case: Any) -> bool:
-    return case.loss in CATEGORICAL and case.target.dtype.kind in "iu"
+CATEGORICAL = nll_decompositions.CATEGORICAL
 
 
 def known_divergence(case: Any, dtype: Any = None) -> str | None:
-    if _index_target(case) and case.target.dtype == np.uint8:
+    if nll_decompositions.uint8_class_indices(case):
         return (
             "torch 2.13's decomposition of nll_loss_forward gathers with a uint8 class-index target, which gather "
             "rejects (test_uint8_class_indices_raise_in_the_decomposition)"
         )
-    if _index_target(case) and case.input.ndim == 1 and case.target.shape == (1,):
+    if nll_decompositions.unbatched_input_with_target_of_shape_1(case):
         return (
             "torch 2.13's decomposition of nll_loss_forward raises 'size mismatch' for an unbatched input (C,) with "
             "a (1,) target (test_unbatched_input_with_a_target_of_shape_1_raises_in_the_decomposition)"
         )
-    weight = case.kwargs.get("weight")
-    if case.loss in CATEGORICAL and weight is not None and np.ndim(weight) != 1:
+    if nll_decompositions.class_weights_not_1_dimensional(case):
         return (
             "torch 2.13's decomposition of nll_loss_forward reshapes class weights as if 1-dimensional and raises "
             "for C weights of another shape (test_class_weights_not_1_dimensional_raise_in_the_decomposition)"
         )
     return None
-
-
-def _total_weight_is_0(case: Any) -> bool:
-    """'mean' over index targets whose class weights sum to 0 (every target ignored, or of weight 0)."""
-    if case.loss != "nll_loss" or not _index_target(case) or case.kwargs.get("reduction", "mean") != "mean":
-        return False
-    classes = case.input.shape[0 if case.input.ndim == 1 else 1]
-    weight = np.ones(classes) if case.kwargs.get("weight") is None else np.ravel(case.kwargs["weight"])
-    target = np.ravel(case.target).astype(np.int64)
-    kept = target[target != case.kwargs.get("ignore_index", -100)]
-    return bool(kept.size == 0 or np.sum(weight[np.clip(kept, 0, classes - 1)]) == 0)
 
 
 # The defects (verification/rejections.py) that the decompositions do not reject as torch's eager kernels do: the
@@ -149,7 +132,7 @@ REJECTION_DIVERGENCES = {
 
 
 def known_gradient_divergence(case: Any, dtype: Any = None) -> str | None:
-    if _total_weight_is_0(case):
+    if nll_decompositions.total_weight_is_0(case):
         return (
             "torch 2.13's decomposition of nll_loss_backward divides every element's gradient by a total weight of "
             "0, giving NaN off the target where the eager kernel gives 0 "
