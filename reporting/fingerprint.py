@@ -70,7 +70,8 @@ def _git(root: pathlib.Path, *args: str) -> str | None:
 
 
 def suite(root: pathlib.Path) -> dict[str, Any]:
-    status = _git(root, "status", "--porcelain", "--", "reference", "verification", "tests", "conftest.py", "reporting")
+    code = ("reference", "verification", "tests", "adapters", "conftest.py", "reporting")
+    status = _git(root, "status", "--porcelain", "--", *code)
     return {
         "version": _version("loss-parity"),
         "git_commit": _git(root, "rev-parse", "HEAD"),
@@ -78,5 +79,7 @@ def suite(root: pathlib.Path) -> dict[str, Any]:
         "reference_sha256": _tree_hash(root, "reference"),
         "verification_sha256": _tree_hash(root, "verification"),
         "tests_sha256": _tree_hash(root, "tests"),
+        # What an --impl run checks: the adapter's code decides what the implementation is given.
+        "adapters_sha256": _tree_hash(root, "adapters"),
         "python_executable": sys.executable,
     }

@@ -61,7 +61,8 @@ def render(report: dict[str, Any]) -> str:
         f"Suite {suite['version']} at commit `{suite['git_commit']}`"
         f"{' (with uncommitted changes)' if suite['git_dirty'] else ''}; "
         f"reference/ sha256 `{suite['reference_sha256'][:16]}`, "
-        f"verification/ sha256 `{suite['verification_sha256'][:16]}`, tests/ sha256 `{suite['tests_sha256'][:16]}`.",
+        f"verification/ sha256 `{suite['verification_sha256'][:16]}`, tests/ sha256 `{suite['tests_sha256'][:16]}`"
+        + (f", adapters/ sha256 `{suite['adapters_sha256'][:16]}`." if suite.get("adapters_sha256") else "."),
         "",
         f"Hypothesis profile: {run['hypothesis_profile']}; {_seed_words(run)}.",
         "",

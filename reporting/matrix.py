@@ -28,6 +28,7 @@ import sys
 import time
 from typing import Any
 
+from reporting import markdown
 from verification.ledger import WHOLE_CHECK
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -181,6 +182,117 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
+# What must be the same in every run merged into one matrix: the suite's code and what it ran on. A machine's CPU
+# model, OS build and thread count may differ between the machines that ran shards; each part's are listed.
+SAME_SUITE = ("version", "reference_sha256", "verification_sha256", "tests_sha256", "adapters_sha256")
+SAME_ENVIRONMENT = ("torch", "torch_git", "python", "numpy", "hypothesis", "pytest", "device", "device_name", "cuda")
+SAME_RUN = ("hypothesis_profile", "hypothesis_seed", "derandomized")
+
+
+class MergeError(SystemExit):
+    """Runs that cannot make one matrix: what differs, in a sentence."""
+
+
+def _same(parts: list[tuple[pathlib.Path, dict[str, Any]]], section: str, keys: tuple[str, ...]) -> None:
+    first_path, first = parts[0]
+    for path, report in parts[1:]:
+        for key in keys:
+            ours, theirs = first[section].get(key), report[section].get(key)
+            if ours != theirs:
+                raise MergeError(
+                    f"{path} and {first_path} differ in {section} {key} ({theirs!r} against {ours!r}): only runs of "
+                    "one suite, on one torch and device, make one matrix"
+                )
+
+
+def _shards_complete(name: str, parts: list[tuple[pathlib.Path, dict[str, Any]]]) -> None:
+    """Where an implementation's runs are shards, they are every shard of one N, each once."""
+    shards = [report["run"].get("shard") for _, report in parts]
+    if not any(shards):
+        return
+    if not all(shards):
+        raise MergeError(f"{name}: some runs are shards and some are not: {sorted(map(str, shards))}")
+    counts = {shard.split("/")[1] for shard in shards}
+    want = {f"{i}/{n}" for n in counts for i in range(1, int(n) + 1)}
+    if len(counts) != 1 or sorted(shards) != sorted(want):
+        raise MergeError(f"{name}: the shards {sorted(shards)} are not every shard of one run, each once")
+
+
+def merge_reports(name: str, parts: list[tuple[pathlib.Path, dict[str, Any]]]) -> dict[str, Any]:
+    """One implementation's evidence reports from several runs (shards, or selections such as one dtype each) as one
+    report: their checks together, its verdict from all of them, each run listed under ``parts``. A check in two
+    runs, or runs of different suites, torches or devices, are refused."""
+    from reporting.plugin import _divergence, _summary, verdict_of
+
+    _same(parts, "suite", SAME_SUITE)
+    _same(parts, "environment", SAME_ENVIRONMENT)
+    _same(parts, "run", SAME_RUN)
+    _shards_complete(name, parts)
+    seen: dict[str, pathlib.Path] = {}
+    checks = []
+    for path, report in parts:
+        for check in report["checks"]:
+            if check["id"] in seen:
+                raise MergeError(
+                    f"{name}: {check['id']} ran in both {seen[check['id']]} and {path}: merge runs of disjoint checks"
+                )
+            seen[check["id"]] = path
+            checks.append(check)
+    checks.sort(key=lambda c: c["id"])
+    complete = all(report["complete"] for _, report in parts)
+    exitstatus = max(report["run"]["exit_status"] for _, report in parts)
+    merged = dict(parts[0][1])
+    merged.update(
+        verdict=verdict_of(checks, complete=complete, exitstatus=exitstatus),
+        complete=complete and bool(checks),
+        checks=checks,
+        summary=_summary(checks),
+        divergences=[_divergence(c) for c in checks if c.get("kind") == "divergence"],
+        figures={},
+        matrix_run_seconds=round(sum(report.get("matrix_run_seconds", 0.0) for _, report in parts), 1),
+        parts=[
+            {
+                "report": str(path),
+                "verdict": report["verdict"],
+                "reproduce": report["run"]["reproduce"],
+                "shard": report["run"].get("shard"),
+                "seconds": report.get("matrix_run_seconds", report["timing"]["wall_seconds"]),
+                "git_commit": report["suite"]["git_commit"],
+                "cpu": report["environment"].get("cpu"),
+                "os": report["environment"].get("os"),
+            }
+            for path, report in parts
+        ],
+    )
+    merged["run"] = dict(merged["run"], reproduce=" ; ".join(report["run"]["reproduce"] for _, report in parts))
+    merged["timing"] = {
+        "started_utc": min(report["timing"]["started_utc"] for _, report in parts),
+        "finished_utc": max(report["timing"]["finished_utc"] for _, report in parts),
+        "wall_seconds": round(sum(report["timing"]["wall_seconds"] for _, report in parts), 1),
+    }
+    return merged
+
+
+def merge(directories: list[pathlib.Path]) -> dict[str, dict[str, Any]]:
+    """The evidence reports of several matrix runs' output directories, one merged report per implementation (in the
+    order the directories first name them). Every report of every implementation must come from one suite, torch and
+    device: the matrix is one run's evidence, made on several machines or in several sittings."""
+    parts: dict[str, list[tuple[pathlib.Path, dict[str, Any]]]] = {}
+    for directory in directories:
+        found = sorted(directory.glob("*/report.json"))
+        if not found:
+            raise MergeError(f"{directory}: no implementation's report.json in it (a matrix run's --out directory)")
+        for path in found:
+            report = json.loads(path.read_text())
+            if "matrix_run_seconds" not in report:  # the matrix tool adds it when its pytest run ends
+                report["matrix_run_seconds"] = report["timing"]["wall_seconds"]
+            parts.setdefault(path.parent.name, []).append((path, report))
+    everyone = [part for name in parts for part in parts[name]]
+    _same(everyone, "suite", SAME_SUITE)
+    _same(everyone, "environment", SAME_ENVIRONMENT)
+    return {name: merge_reports(name, runs) for name, runs in parts.items()}
+
+
 def build(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "implementations": {
@@ -203,6 +315,7 @@ def build(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     impl.get("sums_in_any_order", False) for impl in report.get("implementations_under_test", [])
                 ),
                 "run_seconds": report.get("matrix_run_seconds"),
+                "parts": report.get("parts", []),
                 "report": f"{name}/report.json",
             }
             for name, report in reports.items()
@@ -248,6 +361,8 @@ def render(matrix: dict[str, Any]) -> str:
             + (f"; {versions}" if versions else "")
             + arithmetic
         )
+        for part in run.get("parts", []):
+            lines.append(f"  - part: {part['verdict']} ({part['seconds']} s, `{part['reproduce']}`)")
     failed = [c for c in matrix["cells"] if c["verdict"] == "FAILED"]
     if failed:
         lines += ["", "## FAILED cells", ""]
@@ -281,11 +396,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--implementations", default=",".join([EAGER, *adapters.ADAPTERS]))
     parser.add_argument("--out", default=os.environ.get("LOSS_PARITY_MATRIX", "evidence/matrix"))
-    # Every other argument goes to each pytest run (-n 2, -k ..., --hypothesis-profile=thorough).
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        help="run nothing: merge the reports of earlier runs' --out directories (shards, or implementations and "
+        "dtypes run apart) into one matrix in --out",
+    )
+    # Every other argument goes to each pytest run (-n 2, -k ..., --shard I/N, --hypothesis-profile=thorough).
     args, pytest_args = parser.parse_known_args(argv)
     pytest_args = [arg for arg in pytest_args if arg != "--"]  # "--" between this tool's options and pytest's
     out = (ROOT / args.out).resolve()
-    reports = {name: run_implementation(name, out, pytest_args) for name in args.implementations.split(",")}
+    if args.merge:
+        sources = [pathlib.Path(directory).resolve() for directory in args.merge]
+        if out in sources:
+            raise MergeError(f"--out {out} is one of the runs merged: write the merged matrix elsewhere")
+        reports = merge(sources)
+        for name, report in reports.items():
+            (out / name).mkdir(parents=True, exist_ok=True)
+            (out / name / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+            (out / name / "report.md").write_text(markdown.render(report))
+    else:
+        reports = {name: run_implementation(name, out, pytest_args) for name in args.implementations.split(",")}
     matrix = build(reports)
     (out / "matrix.json").write_text(json.dumps(matrix, indent=2, sort_keys=True) + "\n")
     (out / "matrix.md").write_text(render(matrix))

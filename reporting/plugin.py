@@ -43,6 +43,25 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def verdict_of(entries: list[dict[str, Any]], *, complete: bool, exitstatus: int) -> str:
+    """A run's verdict from its checks: INCOMPLETE (ended early, or nothing ran), FAILED (how many), or VERIFIED
+    (with how many were skipped: a skip is not a pass, the checks table says why)."""
+    failed = [e for e in entries if e["outcome"] in ("failed", "error")]
+    if not complete:
+        return f"INCOMPLETE: the run ended early (pytest exit status {exitstatus}); do not cite it"
+    if not entries:
+        return "INCOMPLETE: no test ran"
+    if failed:
+        return f"FAILED: {len(failed)} of {len(entries)} checks failed"
+    skipped = sum(1 for e in entries if e["outcome"] == "skipped")
+    if skipped:
+        return (
+            f"VERIFIED: {len(entries) - skipped} checks passed, {skipped} skipped (each with its reason in the checks "
+            "table)"
+        )
+    return f"VERIFIED: all {len(entries)} checks passed"
+
+
 class EvidencePlugin:
     def __init__(self, config: pytest.Config, directory: pathlib.Path) -> None:
         self.config = config
@@ -80,22 +99,8 @@ class EvidencePlugin:
 
     def _report(self, session: pytest.Session, exitstatus: int, complete: bool) -> dict[str, Any]:
         entries = sorted((e for e in self.entries.values() if e["id"] in self.finished), key=lambda e: e["id"])
-        failed = [e for e in entries if e["outcome"] in ("failed", "error")]
-        if not complete:
-            verdict = f"INCOMPLETE: the run ended early (pytest exit status {exitstatus}); do not cite it"
-        elif not entries:
-            verdict = "INCOMPLETE: no test ran"
-        elif failed:
-            verdict = f"FAILED: {len(failed)} of {len(entries)} checks failed"
-        else:
-            skipped = sum(1 for e in entries if e["outcome"] == "skipped")
-            verdict = f"VERIFIED: all {len(entries)} checks passed"
-            if skipped:  # a skip is not a pass: the verdict says how many, the checks table says why
-                verdict = (
-                    f"VERIFIED: {len(entries) - skipped} checks passed, {skipped} skipped (each with its reason "
-                    "in the checks table)"
-                )
         shard = self.config.getoption("shard", None)
+        verdict = verdict_of(entries, complete=complete, exitstatus=exitstatus)
         if shard:
             verdict += f" (shard {shard} of the suite: cite it with the other shards' reports)"
         device = str(self.config.getoption("device", "cpu"))

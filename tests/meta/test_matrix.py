@@ -1,6 +1,7 @@
 """The implementations matrix (reporting/matrix.py): how an implementation's evidence report becomes its cells, and
 what matrix.md says of each, from reports written here with every kind of outcome."""
 
+import pathlib
 import types
 
 import pytest
@@ -138,3 +139,99 @@ def test_the_run_exits_non_zero_when_a_cell_failed(monkeypatch, tmp_path, failin
     assert (tmp_path / "matrix.json").exists() and (tmp_path / "matrix.md").exists()
     printed = capsys.readouterr().out
     assert ("FAILED: eager: nll_loss values, float32: nll_loss(input [1, 3]" in printed) == failing
+
+
+# --- merging runs: shards, or implementations and dtypes run apart -----------------------------------
+
+
+def _run_report(checks, *, shard=None, tests_sha256="tests", torch="2.13.0", complete=True, seconds=10.0):
+    """An evidence report as reporting/plugin.py writes it, with the fields a merge compares."""
+    environment = dict(torch=torch, torch_git="abc", python="3.11", numpy="2", hypothesis="6", pytest="9")
+    environment |= dict(device="cpu", device_name="a CPU", cuda=None, cudnn=None, cpu="a CPU", os="Linux")
+    suite = dict(version="0.1.0", git_commit="c0ffee", git_dirty=False, reference_sha256="r", verification_sha256="v")
+    run = dict(hypothesis_profile="ci", hypothesis_seed=None, derandomized=True, exit_status=0, shard=shard)
+    run["reproduce"] = f"pytest --shard {shard}" if shard else "pytest -k something"
+    return {
+        "verdict": "as its run said",
+        "complete": complete,
+        "environment": environment,
+        "suite": suite | {"tests_sha256": tests_sha256},
+        "run": run,
+        "checks": checks,
+        "timing": {"started_utc": "2026-12-03T10:00", "finished_utc": "2026-12-03T10:01", "wall_seconds": seconds},
+        "implementations_under_test": [],
+    }
+
+
+def _write_runs(tmp_path, runs):
+    """Each run an --out directory of the matrix tool: {implementation: report} -> the directory."""
+    import json
+
+    directories = []
+    for k, run in enumerate(runs):
+        for name, report in run.items():
+            (tmp_path / f"run{k}" / name).mkdir(parents=True)
+            (tmp_path / f"run{k}" / name / "report.json").write_text(json.dumps(report))
+        directories.append(str(tmp_path / f"run{k}"))
+    return directories
+
+
+FLOAT32 = [_check("nll_loss", "parity", "float32", "passed", examples_compared=5)]
+FLOAT64 = [_check("nll_loss", "parity", "float64", "failed", failure=FAILURE)]
+
+
+def test_runs_made_apart_merge_into_the_matrix_one_run_makes(tmp_path):
+    """Two runs of one implementation (one dtype each) and a third implementation's run: the merged matrix has the
+    cells the checks of all of them make together, the verdict of all of them (one failed: FAILED), the seconds of
+    both, and each run listed with how to reproduce it."""
+    directories = _write_runs(
+        tmp_path,
+        [
+            {"x": _run_report(FLOAT32, seconds=10.0)},
+            {"x": _run_report(FLOAT64, seconds=20.0), "eager": _run_report(FLOAT32)},
+        ],
+    )
+    out = tmp_path / "merged"
+    assert matrix.main(["--merge", *directories, "--out", str(out)]) == 1  # the failed cell
+    merged = matrix.merge([tmp_path / "run0", tmp_path / "run1"])
+    assert merged["x"]["verdict"] == "FAILED: 1 of 2 checks failed"
+    assert merged["x"]["matrix_run_seconds"] == 30.0
+    together = matrix.cells("x", _report(FLOAT32 + FLOAT64))
+    assert matrix.cells("x", merged["x"]) == together
+    text = (out / "matrix.md").read_text()
+    assert "part: as its run said (10.0 s, `pytest -k something`)" in text
+    assert (out / "x" / "report.json").exists() and "FAILED: 1 of 2" in (out / "x" / "report.md").read_text()
+
+
+def test_every_shard_of_a_run_merges_and_an_incomplete_run_stays_incomplete(tmp_path):
+    """Shards 1/2 and 2/2 merge; one of them ended early, so the merged report is INCOMPLETE, as that run was."""
+    shards = [_run_report(FLOAT32, shard="1/2"), _run_report(FLOAT64, shard="2/2", complete=False)]
+    merged = matrix.merge([pathlib.Path(d) for d in _write_runs(tmp_path, [{"x": s} for s in shards])])
+    assert merged["x"]["verdict"].startswith("INCOMPLETE") and not merged["x"]["complete"]
+    assert [part["shard"] for part in merged["x"]["parts"]] == ["1/2", "2/2"]
+
+
+@pytest.mark.parametrize(
+    ("second", "refusal"),
+    [
+        (_run_report(FLOAT32), "ran in both"),
+        (_run_report(FLOAT64, tests_sha256="other tests"), "differ in suite tests_sha256"),
+        (_run_report(FLOAT64, torch="2.14.1"), "differ in environment torch"),
+        (_run_report(FLOAT64, shard="2/3"), "some runs are shards and some are not"),
+    ],
+    ids=["the same check twice", "another suite", "another torch", "a shard beside a whole run"],
+)
+def test_runs_that_are_not_one_matrix_are_refused(tmp_path, second, refusal):
+    """A check in two runs, runs of different tests or torches, a shard beside a run that is none: no matrix, and a
+    sentence saying what differs."""
+    directories = _write_runs(tmp_path, [{"x": _run_report(FLOAT32)}, {"x": second}])
+    with pytest.raises(matrix.MergeError, match=refusal):
+        matrix.merge([pathlib.Path(d) for d in directories])
+
+
+def test_shards_merge_only_when_every_shard_is_there(tmp_path):
+    directories = _write_runs(
+        tmp_path, [{"x": _run_report(FLOAT32, shard="1/3")}, {"x": _run_report(FLOAT64, shard="3/3")}]
+    )
+    with pytest.raises(matrix.MergeError, match=r"not every shard of one run"):
+        matrix.merge([pathlib.Path(d) for d in directories])
