@@ -227,6 +227,10 @@ def merge_reports(name: str, parts: list[tuple[pathlib.Path, dict[str, Any]]]) -
     _same(parts, "suite", SAME_SUITE)
     _same(parts, "environment", SAME_ENVIRONMENT)
     _same(parts, "run", SAME_RUN)
+    first_path, first = parts[0]
+    for path, report in parts[1:]:
+        if report.get("implementations_under_test") != first.get("implementations_under_test"):
+            raise MergeError(f"{path} and {first_path} ran {name} at other versions or with other arithmetic declared")
     _shards_complete(name, parts)
     seen: dict[str, pathlib.Path] = {}
     checks = []

@@ -218,8 +218,9 @@ def test_every_shard_of_a_run_merges_and_an_incomplete_run_stays_incomplete(tmp_
         (_run_report(FLOAT64, tests_sha256="other tests"), "differ in suite tests_sha256"),
         (_run_report(FLOAT64, torch="2.14.1"), "differ in environment torch"),
         (_run_report(FLOAT64, shard="2/3"), "some runs are shards and some are not"),
+        (_run_report(FLOAT64) | {"implementations_under_test": [{"versions": {"jax": "0.2"}}]}, "other versions"),
     ],
-    ids=["the same check twice", "another suite", "another torch", "a shard beside a whole run"],
+    ids=["the same check twice", "another suite", "another torch", "a shard beside a whole run", "another jax"],
 )
 def test_runs_that_are_not_one_matrix_are_refused(tmp_path, second, refusal):
     """A check in two runs, runs of different tests or torches, a shard beside a run that is none: no matrix, and a
