@@ -11,7 +11,7 @@ from tests.adapters.rejection_divergences import assert_still_diverges
 from verification.cases import Case, CaseBatch
 from verification.compare import ParityError, check_parity_batch
 from verification.divergences import none
-from verification.dtypes import FLOAT32, FLOAT64
+from verification.dtypes import BFLOAT16, FLOAT16, FLOAT32, FLOAT64
 
 
 def test_each_call_runs_compiled_code():
@@ -110,3 +110,39 @@ def test_nll_gradient_is_nan_off_the_target_where_the_total_weight_is_0_under_co
     assert torch.isnan(ours.grad).all()
     case = Case("nll_loss", np.zeros(3), np.array(0), {"weight": weight.double().numpy()})
     assert "total weight of 0" in compiled.known_gradient_divergence(case, FLOAT32)
+
+
+def _value_and_first_gradient(loss, x, target, **kwargs):
+    x = x.clone().requires_grad_(True)
+    value = loss(x, target, **kwargs)
+    value.backward()
+    return value.item(), x.grad.flatten()[0].item()
+
+
+@pytest.mark.parametrize("count", [compiled.FLOAT16_OVERFLOW - 1, compiled.FLOAT16_OVERFLOW])
+def test_a_float16_mean_over_65520_or_more_is_0_under_compile(count):
+    """Named divergence: in float16, compiled code divides by a count held in float16, which is inf from 65520 on;
+    torch's eager kernels divide in float32. So at 65520 a BCEWithLogits or KL 'mean' has a gradient of 0 (its value
+    is right), and a KL 'batchmean' over 65520 rows or a cross-entropy 'mean' over 65520 positions of probability
+    targets a value and a gradient of 0; one fewer, compiled code and the eager kernels agree."""
+    half = torch.float16
+    zeros, halves = torch.zeros(count, dtype=half), torch.full((count,), 0.5, dtype=half)
+    one_hot = torch.tensor([[1.0, 0.0]], dtype=half).expand(count, 2).contiguous()
+    calls = [  # (loss, input, target, keyword arguments, which of value and gradient diverge)
+        ("binary_cross_entropy_with_logits", zeros, zeros, {}, "gradient"),
+        ("kl_div", zeros, halves, {}, "gradient"),
+        ("kl_div", zeros[:, None], halves[:, None], {"reduction": "batchmean"}, "value and gradient"),
+        ("cross_entropy", torch.zeros(count, 2, dtype=half), one_hot, {}, "value and gradient"),
+    ]
+    for loss, x, target, kwargs, diverging in calls:
+        eager_value, eager_gradient = _value_and_first_gradient(getattr(F, loss), x, target, **kwargs)
+        value, gradient = _value_and_first_gradient(getattr(compiled, loss), x, target, **kwargs)
+        assert eager_gradient != 0 and abs(eager_value) > 0.3  # the eager kernels' mean, 7.6e-6 per element
+        overflows = count >= compiled.FLOAT16_OVERFLOW
+        assert (gradient == 0) == overflows, (loss, kwargs, gradient)
+        assert (value == 0) == (overflows and "value" in diverging), (loss, kwargs, value)
+        case = Case(loss, x.double().numpy(), target.double().numpy(), kwargs)
+        said = compiled.known_divergence(case, FLOAT16), compiled.known_gradient_divergence(case, FLOAT16)
+        assert ("count of 65520" in (said[0] or "")) == (overflows and "value" in diverging), (loss, said)
+        assert ("count of 65520" in (said[1] or "")) == overflows, (loss, said)
+        assert compiled.known_gradient_divergence(case, BFLOAT16) is None  # bfloat16 holds 65520
