@@ -205,8 +205,7 @@ def _float16_divisor(case: Any, dtype: Any, *, backward: bool) -> int:
         and reduction == "mean"
         and np.issubdtype(np.asarray(case.target).dtype, np.floating)
     ):
-        classes = shape[1] if len(shape) > 1 else shape[0]
-        return int(np.size(case.input)) // int(classes) if len(shape) > 1 else 1
+        return int(np.size(case.input)) // int(shape[1]) if len(shape) > 1 else 1  # unbatched (C,): one position
     if backward and case.loss in ("binary_cross_entropy_with_logits", "kl_div") and reduction == "mean":
         return int(np.prod(np.broadcast_shapes(shape, np.shape(case.target))))
     return 0
