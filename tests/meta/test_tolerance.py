@@ -359,31 +359,23 @@ def test_the_bound_is_a_few_ulps_on_ordinary_inputs(loss, dtype):
     assert np.median(in_ulps) <= limit, f"median bound {np.median(in_ulps):.3g} ulps"
 
 
-@pytest.mark.parametrize(
-    ("loss", "dtype"),
-    [
-        pytest.param(
-            loss,
-            dtype,
-            marks=[
-                pytest.mark.skip(
-                    reason="float64 NLL is one product, rounded identically by torch and the float64 reference: "
-                    "the measured error is 0, so tightness cannot be observed against a float64 reference"
-                )
-            ]
-            if (loss, dtype) == ("nll_loss", FLOAT64)
-            else [],
-        )
-        for loss in LOSSES
-        for dtype in PARITY_DTYPES
-    ],
-    ids=lambda v: str(v),
-)
+@every_loss_and_dtype
 def test_torch_reaches_a_sizeable_fraction_of_the_bound(loss, dtype):
-    """On 20,000 ordinary inputs torch's largest error is at least 1/8 of its bound there: the bound is not padded."""
+    """On 20,000 ordinary inputs torch's largest error is at least 1/8 of its bound there: the bound is not padded.
+
+    In float64 the error is measured against the exact value (the mpmath oracle), not the float64 reference: the
+    reference rounds too, and where torch and NumPy call the same libm (a CPU without AVX-512, on which NumPy has no
+    vectorised float64 log) they round BCE's, KL's and NLL's few operations identically and differ by exactly 0."""
     want, bound, got = _measured(loss, dtype)
-    ratio = np.abs(got.double().numpy() - want) / bound
-    assert ratio.max() <= 1, "torch stays within its bound"
+    computed = got.double().numpy()
+    assert (np.abs(computed - want) / bound).max() <= 1, "torch stays within its bound"
+    if dtype == FLOAT64:
+        input, target, kwargs = _well_conditioned_sample(loss, dtype)
+        error = registry.info(loss).oracle(input, target, **kwargs).error_of(computed)
+    else:
+        error = np.abs(computed - want)
+    ratio = error / bound
+    assert ratio.max() <= 1, "torch stays within its bound of the exact value"
     assert ratio.max() >= 1 / 8, f"the largest error is only {ratio.max():.3g} of the bound"
 
 
