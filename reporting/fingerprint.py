@@ -28,6 +28,18 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _cpu_capability() -> str | None:
+    """The instruction set torch's CPU kernels were dispatched for (DEFAULT, AVX2, AVX512, ...): each level is its own
+    build of the vectorised kernels, with its own vector width and its own exp and log, so a result verified at one
+    level says nothing about another. The environment variable ATEN_CPU_CAPABILITY lowers it (``default``: the
+    kernels without vector instructions)."""
+    import torch
+
+    backends_cpu: Any = torch.backends.cpu
+    get = getattr(backends_cpu, "get_cpu_capability", None)  # torch 2.1 and later
+    return str(get()) if get else None
+
+
 def environment(device: str) -> dict[str, Any]:
     import torch
 
@@ -49,6 +61,7 @@ def environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "os": platform.platform(),
         "cpu": _cpu_name(),
+        "cpu_capability": _cpu_capability(),
         "torch_threads": torch.get_num_threads(),
     }
 

@@ -47,6 +47,11 @@ def _losses(losses: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _capability_words(env: dict[str, Any]) -> str:
+    capability = env.get("cpu_capability")
+    return f", torch's CPU kernels built for {capability}" if capability else ""
+
+
 def render(report: dict[str, Any]) -> str:
     env, suite, run, summary = report["environment"], report["suite"], report["run"], report["summary"]
     lines = [
@@ -54,7 +59,8 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"**Verdict: {report['verdict']}**",
         "",
-        f"torch {env['torch']} (git {env['torch_git']}) on `{env['device']}` ({env['device_name']}); "
+        f"torch {env['torch']} (git {env['torch_git']}) on `{env['device']}` ({env['device_name']}"
+        f"{_capability_words(env)}); "
         f"CUDA {env['cuda']}, cuDNN {env['cudnn']}; numpy {env['numpy']}, hypothesis {env['hypothesis']}, "
         f"Python {env['python']}, {env['os']}.",
         "",

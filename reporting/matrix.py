@@ -182,10 +182,13 @@ def cells(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
-# What must be the same in every run merged into one matrix: the suite's code and what it ran on. A machine's CPU
-# model, OS build and thread count may differ between the machines that ran shards; each part's are listed.
+# What must be the same in every run merged into one matrix: the suite's code and what it ran on (on the CPU the
+# device name is the CPU model, and the capability the kernel build torch dispatched to). The OS build and thread
+# count may differ between the machines that ran shards; each part's are listed.
 SAME_SUITE = ("version", "reference_sha256", "verification_sha256", "tests_sha256", "adapters_sha256")
-SAME_ENVIRONMENT = ("torch", "torch_git", "python", "numpy", "hypothesis", "pytest", "device", "device_name", "cuda")
+SAME_ENVIRONMENT = (
+    "torch", "torch_git", "python", "numpy", "hypothesis", "pytest", "device", "device_name", "cpu_capability", "cuda",
+)  # fmt: skip
 SAME_RUN = ("hypothesis_profile", "hypothesis_seed", "derandomized")
 
 

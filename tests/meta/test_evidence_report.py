@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -76,7 +79,17 @@ def test_a_failing_property_shows_up_as_failed_with_its_counterexample_in_both_f
     assert passed["outcome"] == "passed" and passed["examples_compared"] > 0
     assert passed["worst"]["error_over_bound"] <= 1
     assert "**Verdict: FAILED: 1 of 2 checks failed**" in markdown
+    assert f"torch's CPU kernels built for {report['environment']['cpu_capability']}" in markdown
     assert "## Failures and counterexamples" in markdown and "reference.nll_loss(x, t, **np_kwargs)" in markdown
+
+
+def test_the_report_names_the_instruction_set_torch_s_cpu_kernels_were_built_for():
+    """torch dispatches its CPU kernels to one build per instruction set (vector width, exp and log differ), which
+    ATEN_CPU_CAPABILITY lowers: a run under ATEN_CPU_CAPABILITY=default reports DEFAULT, whatever the machine has."""
+    read = "from reporting import fingerprint; print(fingerprint.environment('cpu')['cpu_capability'])"
+    environment = os.environ | {"ATEN_CPU_CAPABILITY": "default"}
+    printed = subprocess.run([sys.executable, "-c", read], cwd=ROOT, env=environment, capture_output=True, text=True)
+    assert printed.stdout.strip() == "DEFAULT", printed.stderr
 
 
 def test_an_interrupted_run_leaves_a_report_marked_incomplete(suite_dir):

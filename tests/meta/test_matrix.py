@@ -144,10 +144,13 @@ def test_the_run_exits_non_zero_when_a_cell_failed(monkeypatch, tmp_path, failin
 # --- merging runs: shards, or implementations and dtypes run apart -----------------------------------
 
 
-def _run_report(checks, *, shard=None, tests_sha256="tests", torch="2.13.0", complete=True, seconds=10.0):
+def _run_report(
+    checks, *, shard=None, tests_sha256="tests", torch="2.13.0", capability="AVX2", complete=True, seconds=10.0
+):
     """An evidence report as reporting/plugin.py writes it, with the fields a merge compares."""
     environment = dict(torch=torch, torch_git="abc", python="3.11", numpy="2", hypothesis="6", pytest="9")
     environment |= dict(device="cpu", device_name="a CPU", cuda=None, cudnn=None, cpu="a CPU", os="Linux")
+    environment |= dict(cpu_capability=capability)
     suite = dict(version="0.1.0", git_commit="c0ffee", git_dirty=False, reference_sha256="r", verification_sha256="v")
     run = dict(hypothesis_profile="ci", hypothesis_seed=None, derandomized=True, exit_status=0, shard=shard)
     run["reproduce"] = f"pytest --shard {shard}" if shard else "pytest -k something"
@@ -217,14 +220,22 @@ def test_every_shard_of_a_run_merges_and_an_incomplete_run_stays_incomplete(tmp_
         (_run_report(FLOAT32), "ran in both"),
         (_run_report(FLOAT64, tests_sha256="other tests"), "differ in suite tests_sha256"),
         (_run_report(FLOAT64, torch="2.14.1"), "differ in environment torch"),
+        (_run_report(FLOAT64, capability="DEFAULT"), "differ in environment cpu_capability"),
         (_run_report(FLOAT64, shard="2/3"), "some runs are shards and some are not"),
         (_run_report(FLOAT64) | {"implementations_under_test": [{"versions": {"jax": "0.2"}}]}, "other versions"),
     ],
-    ids=["the same check twice", "another suite", "another torch", "a shard beside a whole run", "another jax"],
+    ids=[
+        "the same check twice",
+        "another suite",
+        "another torch",
+        "torch's kernels for another instruction set",
+        "a shard beside a whole run",
+        "another jax",
+    ],
 )
 def test_runs_that_are_not_one_matrix_are_refused(tmp_path, second, refusal):
-    """A check in two runs, runs of different tests or torches, a shard beside a run that is none: no matrix, and a
-    sentence saying what differs."""
+    """A check in two runs, runs of different tests, torches or kernel builds, a shard beside a run that is none: no
+    matrix, and a sentence saying what differs."""
     directories = _write_runs(tmp_path, [{"x": _run_report(FLOAT32)}, {"x": second}])
     with pytest.raises(matrix.MergeError, match=refusal):
         matrix.merge([pathlib.Path(d) for d in directories])
