@@ -131,8 +131,11 @@ def matrix(session: nox.Session) -> None:
     # XLA's executables, every one however quick to build (the JAX port compiles each loss's forward and backward
     # once per new shape and static arguments, 50 to 300 ms each): a JAX gradient property took 19 s warm against
     # 32 s cold.
+    # One inductor cache per build of torch's CPU kernels: inductor's cache serves code generated for the machine's
+    # vector instructions to a process run under ATEN_CPU_CAPABILITY=default, whose C++ build of it then fails.
+    capability = os.environ.get("ATEN_CPU_CAPABILITY", "native").lower()
     caches = {
-        "TORCHINDUCTOR_CACHE_DIR": os.path.abspath(".cache/torchinductor"),
+        "TORCHINDUCTOR_CACHE_DIR": os.path.abspath(f".cache/torchinductor-{capability}"),
         "JAX_COMPILATION_CACHE_DIR": os.path.abspath(".cache/jax"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
