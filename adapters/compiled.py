@@ -225,4 +225,14 @@ def known_gradient_divergence(case: Any, dtype: Any = None) -> str | None:
 
 def versions() -> dict[str, str]:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++") or "none found"
-    return {"torch": torch.__version__, "c++ compiler": compiler}
+    return {"torch": torch.__version__, "c++ compiler": compiler, "vector instructions": _vector_instructions()}
+
+
+def _vector_instructions() -> str:
+    """The instruction set inductor generates C++ for (avx512, avx2, ...; INVALID_VEC_ISA: none, as under
+    ATEN_CPU_CAPABILITY=default): the compiled kernels' vector width and their exp and log depend on it."""
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa  # private: it has moved between releases
+    except ImportError:
+        return "unknown"
+    return str(pick_vec_isa())

@@ -1,6 +1,10 @@
 """torch.compile (adapters/compiled.py): that the adapter really runs compiled code, that a call which ran eagerly
 is caught, and that a planted bug in a compiled function fails value parity."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +29,16 @@ def test_each_call_runs_compiled_code():
     x_eager = x.detach().requires_grad_(True)
     F.cross_entropy(x_eager, torch.tensor([0, 3, 1]), label_smoothing=0.25).backward()
     torch.testing.assert_close(x.grad, x_eager.grad, rtol=1e-14, atol=1e-15)
+
+
+def test_the_adapter_names_the_vector_instructions_inductor_generates_code_for():
+    """The run's versions name inductor's instruction set, which follows torch's CPU capability: none under
+    ATEN_CPU_CAPABILITY=default (so that a matrix of such a run neither merges with nor reads as one of vectorised
+    compiled code)."""
+    read = "from adapters import compiled; print(compiled.versions()['vector instructions'])"
+    environment = os.environ | {"ATEN_CPU_CAPABILITY": "default"}
+    printed = subprocess.run([sys.executable, "-c", read], env=environment, capture_output=True, text=True)
+    assert printed.stdout.strip() == "INVALID_VEC_ISA", printed.stderr
 
 
 def test_a_call_that_ran_eagerly_is_an_adapter_error():
