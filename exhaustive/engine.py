@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from reporting.fingerprint import cpu_capability
 from verification.dtypes import FLOAT32
 from verification.implementations import ImplUnderTest, flushes_subnormals, torch_impl
 from verification.tolerance.tracked import RULES, flushing_subnormals
@@ -564,8 +565,14 @@ def _chunk_path(out: str, chunk: Chunk, what: str) -> str:
     return os.path.join(out, "chunks", f"{chunk.name}-{digest}.json")
 
 
+def torch_build() -> str:
+    """What besides the sweeps decides a chunk's figures: torch's release and commit, and the build of its CPU kernels
+    it dispatched to (ATEN_CPU_CAPABILITY lowers it), each with its own exp, log and vector width."""
+    return f"torch {torch.__version__} ({torch.version.git_version}), CPU kernels for {cpu_capability()}"
+
+
 def _what(names: tuple[str, ...], impl_specs: tuple[str, ...], device: str) -> str:
-    return json.dumps([sorted(names), sorted(impl_specs), device])
+    return json.dumps([sorted(names), sorted(impl_specs), device, torch_build()])
 
 
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(2**31), "MALLOC_TRIM_THRESHOLD_": str(2**34)}

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from reporting.fingerprint import cpu_capability, cpu_name
+
 from . import floats
 from .engine import Tally, histogram_labels
 from .sweeps import Sweep
@@ -68,7 +70,12 @@ def write(
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_name(),
+            "cpu_capability": cpu_capability(),
+        },
         **run,
         "sweeps": [sweep_record(sweep, tallies[sweep.name]) for sweep in sweeps],
     }
@@ -112,7 +119,13 @@ def markdown(report: dict[str, Any]) -> str:
         "# Exhaustive float32 sweeps\n",
         f"{report['date']}, torch {report['torch']} on {report.get('device', 'cpu')}"
         + (f" (--impl {', '.join(report['impls'])})" if report.get("impls") else "")
-        + f", numpy {report['numpy']}, {report['machine']['cpus']} cores.",
+        + f", numpy {report['numpy']}, {report['machine']['cpus']} cores"
+        + (
+            f" ({report['machine']['cpu']}, torch's CPU kernels built for {report['machine']['cpu_capability']})"
+            if report["machine"].get("cpu_capability")
+            else ""
+        )
+        + ".",
         f"{report.get('mode', '')}; {report.get('wall_seconds', 0):.0f} s wall with {report.get('workers', 1)} "
         f"worker(s); every result within the tolerance model's bound: "
         f"{'yes' if report['every_result_within_bound'] else 'NO'}.\n",

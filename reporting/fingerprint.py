@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -28,7 +28,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_capability() -> str | None:
+def cpu_capability() -> str | None:
     """The instruction set torch's CPU kernels were dispatched for (DEFAULT, AVX2, AVX512, ...): each level is its own
     build of the vectorised kernels, with its own vector width and its own exp and log, so a result verified at one
     level says nothing about another. The environment variable ATEN_CPU_CAPABILITY lowers it (``default``: the
@@ -54,14 +54,14 @@ def environment(device: str) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cudnn": cudnn,
         "device": device,
-        "device_name": accelerator or _cpu_name(),
+        "device_name": accelerator or cpu_name(),
         "numpy": _version("numpy"),
         "hypothesis": _version("hypothesis"),
         "pytest": _version("pytest"),
         "python": platform.python_version(),
         "os": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_capability": _cpu_capability(),
+        "cpu": cpu_name(),
+        "cpu_capability": cpu_capability(),
         "torch_threads": torch.get_num_threads(),
     }
 

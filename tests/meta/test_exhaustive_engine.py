@@ -210,6 +210,19 @@ def test_an_interrupted_run_resumes_from_the_chunks_on_disk(tmp_path):
     ledger.record_example()
 
 
+def test_a_run_resumes_only_from_chunks_of_the_same_torch_build(tmp_path, monkeypatch):
+    """Chunks on disk computed by another torch release or kernel build (ATEN_CPU_CAPABILITY) are not read back as
+    this run's: the run computes every chunk again."""
+    chosen = sweeps.select(["sigmoid"])
+    only = [_chunk_of(floats.key_of(1.0), 12)]
+    out = str(tmp_path / "out")
+    assert engine.run(out, chosen, chunk_bits=12, only=only, progress=False).computed == 1
+    assert engine.run(out, chosen, chunk_bits=12, only=only, progress=False).computed == 0  # resumed
+    monkeypatch.setattr(engine, "torch_build", lambda: "torch 2.13.0 (abc), CPU kernels for DEFAULT")
+    assert engine.run(out, chosen, chunk_bits=12, only=only, progress=False).computed == 1
+    ledger.record_example()
+
+
 @pytest.mark.parametrize("sweep", sweeps.SWEEPS, ids=lambda s: s.name)
 def test_the_floor_lies_below_the_tolerance_models_bound(sweep):
     """Where a result is not correctly rounded but its error is below the sweep's floor, the engine does not replay
