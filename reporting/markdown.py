@@ -47,7 +47,7 @@ def _losses(losses: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def _capability_words(env: dict[str, Any]) -> str:
+def capability_words(env: dict[str, Any]) -> str:
     capability = env.get("cpu_capability")
     return f", torch's CPU kernels built for {capability}" if capability else ""
 
@@ -60,7 +60,7 @@ def render(report: dict[str, Any]) -> str:
         f"**Verdict: {report['verdict']}**",
         "",
         f"torch {env['torch']} (git {env['torch_git']}) on `{env['device']}` ({env['device_name']}"
-        f"{_capability_words(env)}); "
+        f"{capability_words(env)}); "
         f"CUDA {env['cuda']}, cuDNN {env['cudnn']}; numpy {env['numpy']}, hypothesis {env['hypothesis']}, "
         f"Python {env['python']}, {env['os']}.",
         "",

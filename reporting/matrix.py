@@ -336,7 +336,8 @@ def render(matrix: dict[str, Any]) -> str:
     lines = ["# The implementations matrix", ""]
     first = next(iter(matrix["implementations"].values()))["environment"]
     lines += [
-        f"torch {first['torch']}, {first['device']} ({first['device_name']}), Python {first['python']}.",
+        f"torch {first['torch']}, {first['device']} ({first['device_name']}"
+        f"{markdown.capability_words(first)}), Python {first['python']}.",
         "Each cell: the value, gradient and rejection properties of that loss and dtype at ci depth "
         "(`verification/`), against that implementation.",
         "",

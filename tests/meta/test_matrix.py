@@ -26,7 +26,13 @@ def _check(loss, kind, dtype, outcome, **more):
 
 
 def _report(checks, **more):
-    environment = {"torch": "2.13.0", "device": "cpu", "device_name": "a CPU", "python": "3.11"}
+    environment = {
+        "torch": "2.13.0",
+        "device": "cpu",
+        "device_name": "a CPU",
+        "python": "3.11",
+        "cpu_capability": "AVX2",
+    }
     return {"verdict": "FAILED", "environment": environment, "checks": checks, "matrix_run_seconds": 1.0} | more
 
 
@@ -91,6 +97,7 @@ def test_a_failed_cell_carries_the_sentence_and_the_reproducer():
     assert cell["reproducer"] == REPRODUCER
     built = matrix.build({"x": _report(CHECKS)})
     text = matrix.render(built)
+    assert "torch 2.13.0, cpu (a CPU, torch's CPU kernels built for AVX2), Python 3.11." in text
     assert "| nll_loss | values | float32 | FAILED |" in text
     assert "| nll_loss | values | float64 | VERIFIED (2 named) |" in text
     assert f"```python\n{REPRODUCER}\n```" in text
