@@ -363,9 +363,10 @@ def test_the_bound_is_a_few_ulps_on_ordinary_inputs(loss, dtype):
 def test_torch_reaches_a_sizeable_fraction_of_the_bound(loss, dtype):
     """On 20,000 ordinary inputs torch's largest error is at least 1/8 of its bound there: the bound is not padded.
 
-    In float64 the error is measured against the exact value (the mpmath oracle), not the float64 reference: the
-    reference rounds too, and where torch and NumPy call the same libm (a CPU without AVX-512, on which NumPy has no
-    vectorised float64 log) they round BCE's, KL's and NLL's few operations identically and differ by exactly 0."""
+    In float64 the error is measured against the exact value (the mpmath oracle), not the float64 reference, which
+    rounds too: NLL's single product is rounded identically by both everywhere, and where torch and NumPy call the
+    same libm (a CPU without AVX-512, on which NumPy has no vectorised float64 log) so are BCE's and KL's few
+    operations, so that against the reference their error is exactly 0."""
     want, bound, got = _measured(loss, dtype)
     computed = got.double().numpy()
     assert (np.abs(computed - want) / bound).max() <= 1, "torch stays within its bound"
