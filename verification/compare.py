@@ -184,6 +184,20 @@ class _Outcome:
     repro: Callable[[], str]
 
 
+@dataclass(frozen=True)
+class _Forward:
+    """One case's loss, computed from an input that requires its gradient, awaiting the backward pass."""
+
+    case: Case
+    input: torch.Tensor
+    loss: torch.Tensor
+    upstream: torch.Tensor
+    want: np.ndarray
+    bound: np.ndarray
+    what: Callable[[], str]
+    repro: Callable[[], str]
+
+
 def _first_failing(outcomes: list[_Outcome], *, dtype: Dtype, who: str) -> _Outcome | None:
     """``assert_close``'s verdict on every outcome of a batch (one output shape), in one vectorised pass: the first
     outcome it would fail, or None, each outcome's worst error then recorded as ``assert_close`` records it."""
@@ -230,16 +244,28 @@ def _fail(outcome: _Outcome, *, dtype: Dtype, who: str) -> None:
 Check = Callable[[Case, Tracked], "_Outcome | str"]
 
 
+CheckAll = Callable[[list[Case], list[Tracked]], "list[_Outcome | str]"]
+
+
 def _run_batch(
-    cases: list[Case], replayed: Tracked, check: Check, bound_of: Callable[[Case], Tracked], *, dtype: Dtype, who: str
+    cases: list[Case],
+    replayed: Tracked,
+    check: Check,
+    bound_of: Callable[[Case], Tracked],
+    *,
+    dtype: Dtype,
+    who: str,
+    check_all: CheckAll | None = None,
 ) -> None:
-    """Each case of a batch through ``check`` (an outcome, or the reason it is excluded), the outcomes compared in
-    one pass; a failing case minimised (``minimise.py``), rerun alone (its bound from ``bound_of``, the replay this
-    check uses, of one case) before it is reported."""
+    """Each case of a batch through ``check`` (an outcome, or the reason it is excluded), or all of them through
+    ``check_all`` where one call serves them together, the outcomes compared in one pass; a failing case minimised
+    (``minimise.py``), rerun alone through ``check`` (its bound from ``bound_of``, the replay this check uses, of one
+    case) before it is reported."""
     __tracebackhide__ = True
+    bounds = [replayed.case(k) for k in range(len(cases))]
+    results = check_all(cases, bounds) if check_all else [check(c, b) for c, b in zip(cases, bounds, strict=True)]
     excluded, outcomes = [], []
-    for k, case in enumerate(cases):
-        result = check(case, replayed.case(k))
+    for result in results:
         if isinstance(result, str):
             excluded.append(result)
         else:
@@ -383,7 +409,8 @@ def check_gradient_parity_batch(
         shape = np.shape(_reference(case.loss)(case.input, case.target, **case.kwargs))
         return np.ones(shape) if ones else None
 
-    def check(case: Case, bound: Tracked) -> _Outcome | str:
+    def forward(case: Case, bound: Tracked) -> _Forward | str:
+        """The case's loss computed for differentiation, or the reason the case is excluded."""
         reason = divergence(case)
         if reason:
             return reason
@@ -399,19 +426,53 @@ def check_gradient_parity_batch(
         repro = functools.partial(reproducer.gradient_snippet, case, grad_output, dtype, device, form, label(impl))
         what = functools.partial(lambda c: f"the gradient of {c.describe()} in {form} form, {dtype} on {device}", case)
         try:
-            impl(input, target, **kwargs).backward(torch.as_tensor(grad_output).to(device=device, dtype=dtype.torch))
+            loss = impl(input, target, **kwargs)
         except Unsupported as unsupported:
             return _left_out(unsupported, impl)
         except Exception as error:
             raise ParityError(
-                f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) in the backward pass"
-                f"\n\nReproduce with:\n\n{repro()}\n"
+                f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) computing the loss to "
+                f"differentiate\n\nReproduce with:\n\n{repro()}\n"
             ) from error
-        if input.grad is None:
+        upstream = torch.as_tensor(grad_output).to(device=device, dtype=dtype.torch)
+        return _Forward(case, input, loss, upstream, want, bound.error, what, repro)
+
+    def outcome(done: _Forward) -> _Outcome:
+        if done.input.grad is None:
             raise ParityError(
-                f"{what()}: {label(impl)} left no gradient on the input\n\nReproduce with:\n\n{repro()}\n"
+                f"{done.what()}: {label(impl)} left no gradient on the input\n\nReproduce with:\n\n{done.repro()}\n"
             )
-        return _Outcome(case, input.grad, want, bound.error, what, repro)
+        return _Outcome(done.case, done.input.grad, done.want, done.bound, done.what, done.repro)
+
+    def check(case: Case, bound: Tracked) -> _Outcome | str:
+        """One case alone: its forward and its own backward pass."""
+        done = forward(case, bound)
+        if isinstance(done, str):
+            return done
+        try:
+            done.loss.backward(done.upstream)
+        except Unsupported as unsupported:
+            return _left_out(unsupported, impl)
+        except Exception as error:
+            raise ParityError(
+                f"{done.what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) in the backward pass"
+                f"\n\nReproduce with:\n\n{done.repro()}\n"
+            ) from error
+        return outcome(done)
+
+    def check_all(cases: list[Case], bounds: list[Tracked]) -> list[_Outcome | str]:
+        """Every case's forward, then one backward pass through all their graphs, as a training step takes it: each
+        input's gradient flows through its own case's graph alone (the inputs are separate leaves), so each is what
+        its own backward pass computes, by the same kernels, without autograd's per-call cost (about 100 us). If
+        that backward pass raises, each case runs alone, so that a failure names its own case."""
+        done = [forward(case, bound) for case, bound in zip(cases, bounds, strict=True)]
+        pending = [d for d in done if not isinstance(d, str)]
+        if pending:
+            try:
+                torch.autograd.backward([d.loss for d in pending], [d.upstream for d in pending])
+            except Exception:
+                return [check(case, bound) for case, bound in zip(cases, bounds, strict=True)]
+        return [d if isinstance(d, str) else outcome(d) for d in done]
 
     def bound_of(case: Case) -> Tracked:
         grad_output = grad_output_of(case)
@@ -424,7 +485,7 @@ def check_gradient_parity_batch(
     algorithm = gradient_algorithm(impl, batch.loss)
     with _arithmetic(impl, dtype, device):
         replayed = registry.gradient_replay_batch(batch.loss, dtype, batch, grad_outputs, algorithm)
-        _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl))
+        _run_batch(cases, replayed, check, bound_of, dtype=dtype, who=label(impl), check_all=check_all)
 
 
 def check_same_rejection(
