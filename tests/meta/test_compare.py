@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from verification import ledger
-from verification.cases import Case
+from verification.cases import Case, CaseBatch
 from verification.compare import (
     ParityError,
     RejectionMismatch,
@@ -18,6 +18,7 @@ from verification.compare import (
     _first_failing,
     _Outcome,
     assert_close,
+    check_gradient_parity_batch,
     check_parity,
     check_same_rejection,
 )
@@ -180,3 +181,66 @@ def test_a_batch_compared_in_one_pass_fails_on_its_first_failing_case_as_assert_
     with pytest.raises(ParityError) as alone:
         close(*BATCH_OUTCOMES[failing])
     assert str(batched.value).split(":", 1)[1] == str(alone.value).split(":", 1)[1].replace("# none", "")
+
+
+class _BackwardRaisingAt(torch.autograd.Function):
+    """The identity, whose backward raises where its input holds ``TRIGGER``."""
+
+    TRIGGER = 7.0
+
+    @staticmethod
+    def forward(ctx, input):
+        ctx.save_for_backward(input)
+        return input.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (input,) = ctx.saved_tensors
+        if bool((input == _BackwardRaisingAt.TRIGGER).any()):
+            raise RuntimeError("planted: no backward here")
+        return grad
+
+
+def _logits_through_the_planted_backward(input, target, **kwargs):
+    return torch.nn.functional.binary_cross_entropy_with_logits(_BackwardRaisingAt.apply(input), target, **kwargs)
+
+
+def _bce_with_logits_batch(trigger_at: int | None) -> CaseBatch:
+    input = np.linspace(-2.0, 2.0, 4 * 3).reshape(4, 3)
+    if trigger_at is not None:
+        input[trigger_at, 1] = _BackwardRaisingAt.TRIGGER
+    return CaseBatch("binary_cross_entropy_with_logits", input, np.full((4, 3), 0.25), {"reduction": "sum"})
+
+
+def _gradients_of(batch: CaseBatch, impl) -> None:
+    check_gradient_parity_batch(
+        batch,
+        np.array([1.0, 0.5, -2.0, 0.25]),
+        impl,
+        form="functional",
+        dtype=FLOAT64,
+        device="cpu",
+        divergence=lambda case: None,
+    )
+
+
+def test_one_backward_pass_serves_a_batch_and_a_case_whose_backward_raises_is_named_alone():
+    """A batch's gradients come from one backward pass through all its cases; where that pass raises, each case
+    runs alone, and the failure names the case whose own backward raises, with its reproducer."""
+    backward_calls = []
+    engine_backward = torch.autograd.backward
+
+    def counted(*args, **kwargs):
+        backward_calls.append(len(args[0]) if isinstance(args[0], list | tuple) else 1)
+        return engine_backward(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.autograd, "backward", counted)
+        _gradients_of(_bce_with_logits_batch(None), _logits_through_the_planted_backward)
+    assert backward_calls == [4], "the batch's four cases were not differentiated in one backward pass"
+
+    with pytest.raises(ParityError, match="in the backward pass") as raised:
+        _gradients_of(_bce_with_logits_batch(2), _logits_through_the_planted_backward)
+    message = str(raised.value)
+    assert "planted: no backward here" in message and "7.0" in message, message
+    assert "g = np.array(-2.0," in message, "the reproducer does not carry the raising case's own upstream gradient"
