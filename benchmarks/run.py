@@ -2,6 +2,7 @@
 
     python3 -m benchmarks.run [--thorough] [--throughput-only] [--properties-only] [--repeats N]
                               [--before-tree DIR] [--losses a,b] [--json PATH]
+    python3 -m benchmarks.run --time-split [--losses a,b] [--json PATH]
 
 Writes a JSON record (machine, torch, each figure) and prints Markdown tables for docs/verification-log.md. Nothing here
 asserts a time: a slow run is a finding to read, not a failure.
@@ -11,6 +12,11 @@ is; "before" is this tree drawing as the suite did before (every element drawn b
 LOSS_PARITY_DRAWING=element-wise LOSS_PARITY_CASES_PER_EXAMPLE=1), or, with ``--before-tree DIR``, another checkout
 (an earlier commit, as it was). The two run alternately, loss by loss, ``--repeats`` times (default 2), serially at
 ci depth; each property's figure is its cases compared over its fastest run (the least disturbed by the machine).
+
+``--time-split``: one serial ci run of the parity and gradient properties (their small-input ones), each property's
+seconds split into hypothesis's (its engine and the drawing: the time outside the checks), torch's own calls, and the
+suite's checks less torch (the reference, the tolerance model's replay, the comparison); hypothesis's and torch's
+together are the floor that work on the suite's own side cannot go below (benchmarks/time_split.py).
 """
 
 from __future__ import annotations
@@ -107,6 +113,65 @@ def properties_side_by_side(losses: list[str], repeats: int, before_tree: str | 
         )
         rows.append(row)
     return rows
+
+
+def time_split(losses: list[str]) -> list[dict[str, Any]]:
+    """Per small-input parity and gradient property: its seconds (one serial ci run), hypothesis's share, torch's,
+    and the suite's own checks less torch's calls."""
+    out = tempfile.mkdtemp(prefix="bench-split-")
+    selection = " or ".join(f"[{loss}-" for loss in losses)
+    _wall(
+        [
+            "tests/test_parity.py::test_loss_matches_reference",
+            "tests/test_gradients.py::test_gradient_matches_reference",
+            "-k",
+            selection,
+            "-n",
+            "0",
+            "--hypothesis-profile=ci",
+            "-p",
+            "benchmarks.time_split",
+            f"--evidence={out}",
+            f"--junitxml={out}/junit.xml",
+        ],
+        env={"LOSS_PARITY_TIME_SPLIT": os.path.join(out, "split.json")},
+    )
+    with open(os.path.join(out, "split.json"), encoding="utf-8") as source:
+        split = json.load(source)
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as source:
+        cases = {c["id"].split("::", 1)[-1]: int(c.get("examples_compared", 0)) for c in json.load(source)["checks"]}
+    durations = _junit_durations(os.path.join(out, "junit.xml"))
+    rows = []
+    for test, spent in sorted(split.items()):
+        total = durations.get(test, 0.0)
+        hypothesis_s = max(0.0, total - spent["checks"])
+        rows.append(
+            {
+                "property": test,
+                "cases": cases.get(test, 0),
+                "seconds": round(total, 2),
+                "hypothesis": round(hypothesis_s, 2),
+                "torch": round(spent["torch"], 2),
+                "checks_less_torch": round(spent["checks"] - spent["torch"], 2),
+                "floor": round(hypothesis_s + spent["torch"], 2),
+            }
+        )
+    return rows
+
+
+def _print_time_split(rows: list[dict[str, Any]]) -> None:
+    print("| property | cases | s | hypothesis s | torch s | checks less torch s | floor s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(
+            f"| {row['property']} | {row['cases']} | {row['seconds']} | {row['hypothesis']} | {row['torch']} | "
+            f"{row['checks_less_torch']} | {row['floor']} |"
+        )
+    totals = {key: round(sum(row[key] for row in rows), 1) for key in ("seconds", "hypothesis", "torch", "floor")}
+    print(
+        f"\n{len(rows)} properties: {totals['seconds']} s in all; hypothesis {totals['hypothesis']} s, torch "
+        f"{totals['torch']} s; floor {totals['floor']} s"
+    )
 
 
 def suite_times(thorough: bool, evidence: str) -> list[dict[str, Any]]:
@@ -244,6 +309,14 @@ def main(arguments: list[str]) -> int:
             "torch_threads": torch.get_num_threads(),
         },
     }
+    if "--time-split" in arguments:
+        losses = (_option(arguments, "--losses", None) or ",".join(TORCH_LOSSES)).split(",")
+        record["time_split"] = time_split(losses)
+        _print_time_split(record["time_split"])
+        if json_path:
+            with open(json_path, "w", encoding="utf-8") as out:
+                json.dump(record, out, indent=2)
+        return 0
     throughput_only, properties_only = "--throughput-only" in arguments, "--properties-only" in arguments
     if not throughput_only:  # the properties' and the suite's runs take minutes; throughput alone, seconds
         before_tree = _option(arguments, "--before-tree", None)
