@@ -26,6 +26,22 @@ def binary_cross_entropy(
     sum(l) / numel: the weights are not in the denominator. Both ``input`` and ``target``
     must lie in [0, 1] (NaN included in the rejection), have the same shape and dtype.
     """
+    p, y, w = checked_binary_cross_entropy(input, target, weight, reduction)
+
+    def kernel(p: F64, y: F64, w: F64, out: F64) -> None:
+        with np.errstate(divide="ignore"):
+            log_p = np.maximum(np.log(p), LOG_CLAMP)
+            log_1mp = np.maximum(np.log1p(-p), LOG_CLAMP)
+        out[...] = -w * (y * log_p + (1.0 - y) * log_1mp)
+
+    return reduce(in_leading_blocks(kernel, y.shape, p, y, w), reduction)
+
+
+def checked_binary_cross_entropy(
+    input: ArrayLike, target: ArrayLike, weight: ArrayLike | None, reduction: str
+) -> tuple[F64, F64, F64]:
+    """Every check of a BCE call, in the order torch makes them, raised as torch raises it (the loss and its
+    gradient both start here, so they reject alike): p, y and w in float64."""
     v.check_reduction(reduction)
     p_in, y_in = v.as_array(input), v.as_array(target)
     if y_in.shape != p_in.shape:
@@ -40,14 +56,7 @@ def binary_cross_entropy(
     p, y = p_in.astype(np.float64), y_in.astype(np.float64)
     v.check_in_unit_interval("input", p)
     v.check_in_unit_interval("target", y)
-
-    def kernel(p: F64, y: F64, w: F64, out: F64) -> None:
-        with np.errstate(divide="ignore"):
-            log_p = np.maximum(np.log(p), LOG_CLAMP)
-            log_1mp = np.maximum(np.log1p(-p), LOG_CLAMP)
-        out[...] = -w * (y * log_p + (1.0 - y) * log_1mp)
-
-    return reduce(in_leading_blocks(kernel, y.shape, p, y, w), reduction)
+    return p, y, w
 
 
 def _times_unless_zero(coefficient: F64, value: F64) -> F64:
@@ -73,16 +82,7 @@ def binary_cross_entropy_with_logits(
     the output. The target is not range-checked. 'mean' is sum(l) / numel. At infinite
     logits this gives the mathematical limit (0 or inf), where torch gives NaN.
     """
-    v.check_reduction(reduction)
-    x_in, y_in = v.as_array(input), v.as_array(target)
-    if y_in.shape != x_in.shape:
-        raise ValueError(f"Target size ({y_in.shape}) must be the same as input size ({x_in.shape})")
-    v.check_floating("input", x_in, "binary_cross_entropy_with_logits")
-    w = np.asarray(1.0 if weight is None else weight, dtype=np.float64)
-    pw = np.asarray(1.0 if pos_weight is None else pos_weight, dtype=np.float64)
-    v.check_broadcasts_without_enlarging("pos_weight", pw.shape, y_in.shape)
-    v.check_broadcasts_without_enlarging("weight", w.shape, y_in.shape)
-    x, y = x_in.astype(np.float64), y_in.astype(np.float64)
+    x, y, w, pw = checked_binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)
 
     def kernel(x: F64, y: F64, w: F64, pw: F64, out: F64) -> None:
         # softplus(x) and softplus(-x) share log1p(e^-|x|) (see activations.softplus).
@@ -96,3 +96,20 @@ def binary_cross_entropy_with_logits(
         out[...] = _times_unless_zero(w, positive_term + negative_term)
 
     return reduce(in_leading_blocks(kernel, y.shape, x, y, w, pw), reduction)
+
+
+def checked_binary_cross_entropy_with_logits(
+    input: ArrayLike, target: ArrayLike, weight: ArrayLike | None, reduction: str, pos_weight: ArrayLike | None
+) -> tuple[F64, F64, F64, F64]:
+    """Every check of a BCEWithLogits call, in the order torch makes them, raised as torch raises it (the loss and
+    its gradient both start here, so they reject alike): x, y, w and pw in float64."""
+    v.check_reduction(reduction)
+    x_in, y_in = v.as_array(input), v.as_array(target)
+    if y_in.shape != x_in.shape:
+        raise ValueError(f"Target size ({y_in.shape}) must be the same as input size ({x_in.shape})")
+    v.check_floating("input", x_in, "binary_cross_entropy_with_logits")
+    w = np.asarray(1.0 if weight is None else weight, dtype=np.float64)
+    pw = np.asarray(1.0 if pos_weight is None else pos_weight, dtype=np.float64)
+    v.check_broadcasts_without_enlarging("pos_weight", pw.shape, y_in.shape)
+    v.check_broadcasts_without_enlarging("weight", w.shape, y_in.shape)
+    return x_in.astype(np.float64), y_in.astype(np.float64), w, pw

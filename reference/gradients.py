@@ -3,8 +3,9 @@
 Each ``*_grad`` function takes the loss's own arguments plus ``grad_output`` (the gradient
 flowing into the loss's result: an array of the output's shape for reduction 'none', a scalar
 otherwise) and returns d(sum(grad_output * loss)) / d(input), of the input's shape. It validates
-its arguments by calling the forward reference (cross-entropy's by making the checks its forward
-makes first, without computing it), so it rejects exactly what the loss rejects.
+its arguments by making the checks its forward makes first, in the same order and by the same code,
+without computing the loss (the focal loss's by calling its forward), so it rejects exactly what the
+loss rejects (tests/test_rejections.py holds it to that, message included).
 
 The derivatives are those of the forward definitions in ``binary.py``, ``categorical.py``,
 ``kl_div.py`` and ``focal.py``, worked out by hand (KL's lives beside its loss, in ``kl_div.py``):
@@ -45,7 +46,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _validation as v
 from ._scaled import Scaled
 from .activations import sigmoid, softmax
-from .binary import LOG_CLAMP, binary_cross_entropy, binary_cross_entropy_with_logits
+from .binary import LOG_CLAMP, checked_binary_cross_entropy, checked_binary_cross_entropy_with_logits
 from .categorical import (
     _check_index_arguments,
     _checked_cross_entropy,
@@ -53,7 +54,6 @@ from .categorical import (
     _class_shape,
     _pick_targets,
     _Picked,
-    nll_loss,
 )
 from .focal import alpha_weight, binary_cross_entropy_terms, miss_probability, sigmoid_focal_loss
 from .kl_div import kl_div_grad as kl_div_grad  # written beside its loss; re-exported here with the others
@@ -79,9 +79,9 @@ def binary_cross_entropy_grad(
     grad_output: ArrayLike = 1.0,
 ) -> F64:
     """d/dp of BCE: w [(1 - y) / (1 - p) - y / p], each term 0 where its log is clamped at -100."""
-    binary_cross_entropy(input, target, weight, reduction)
-    p, y = v.as_array(input).astype(np.float64), v.as_array(target).astype(np.float64)
-    w = np.broadcast_to(np.asarray(1.0 if weight is None else weight, dtype=np.float64), y.shape)
+    # The loss's own checks (it is not computed: its derivative does not need its value).
+    p, y, w = checked_binary_cross_entropy(input, target, weight, reduction)
+    w = np.broadcast_to(w, y.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_p_free, log_1mp_free = np.log(p) > LOG_CLAMP, np.log1p(-p) > LOG_CLAMP
         # With neither log clamped, (1 - y) / (1 - p) - y / p is taken over one denominator,
@@ -101,10 +101,8 @@ def binary_cross_entropy_with_logits_grad(
     grad_output: ArrayLike = 1.0,
 ) -> F64:
     """d/dx of BCEWithLogits: w [(1 - y) sigmoid(x) - pw y sigmoid(-x)]."""
-    binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)
-    x, y = v.as_array(input).astype(np.float64), v.as_array(target).astype(np.float64)
-    w = np.asarray(1.0 if weight is None else weight, dtype=np.float64)
-    pw = np.asarray(1.0 if pos_weight is None else pos_weight, dtype=np.float64)
+    # The loss's own checks (it is not computed: its derivative does not need its value).
+    x, y, w, pw = checked_binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)
     per_element = np.broadcast_to(w * ((1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x)), y.shape)
     return _scale(per_element, reduction, grad_output, float(y.size))
 
@@ -157,7 +155,9 @@ def nll_loss_grad(
     grad_output: ArrayLike = 1.0,
 ) -> F64:
     """d/dx of NLL: -w[y_i] (scaled by the reduction) at [i, y_i], 0 elsewhere and at ignored positions."""
-    nll_loss(input, target, weight, ignore_index, reduction)
+    # The loss's own checks, in its order (it is not computed: its derivative does not need its value): the
+    # reduction, the target and weight (_check_index_arguments), then each target's class (_index_layout).
+    v.check_reduction(reduction)
     x_in, t_in = v.as_array(input), v.as_array(target)
     weights = _check_index_arguments(x_in, t_in, weight, "nll_loss")
     class_dim, picked, one_hot = _index_layout(x_in, t_in, weights, ignore_index)

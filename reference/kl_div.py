@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -33,6 +35,25 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_tar
     first dimension (not the broadcast result's: measured on torch 2.13), or by 1 for a 0-d input.
     Integral inputs are rejected.
     """
+    x_in, t_in, shape = _checked_kl_div(input, target, reduction)
+    log_q = np.broadcast_to(x_in.astype(np.float64), shape)
+    t = np.broadcast_to(t_in.astype(np.float64), shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if log_target:
+            # e^t is carried with an unbounded exponent: it overflows float64 beyond t = 709.78 where the loss need
+            # not (0 where log q = t, and a mean may bring a large sum back into range).
+            zero = Scaled.of(np.zeros(shape))
+            losses = (Scaled.exp(t) * Scaled.of(t - log_q)).where(t != -np.inf, zero)
+        else:
+            losses = Scaled.of(np.where(t == 0, 0.0, _xlogx(t) - t * log_q))
+    return _reduce(losses, reduction, x_in.shape)
+
+
+def _checked_kl_div(
+    input: ArrayLike, target: ArrayLike, reduction: str
+) -> tuple[NDArray[Any], NDArray[Any], tuple[int, ...]]:
+    """Every check of a KL call, in the order they are made, raised as torch raises it (the loss and its gradient
+    both start here, so they reject alike): the input, the target and the shape they broadcast to."""
     if reduction not in KL_REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     x_in, t_in = v.as_array(input), v.as_array(target)
@@ -45,17 +66,7 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_tar
         raise RuntimeError(
             f"input of shape {list(x_in.shape)} and target of shape {list(t_in.shape)} do not broadcast"
         ) from None
-    log_q = np.broadcast_to(x_in.astype(np.float64), shape)
-    t = np.broadcast_to(t_in.astype(np.float64), shape)
-    with np.errstate(invalid="ignore", over="ignore"):
-        if log_target:
-            # e^t is carried with an unbounded exponent: it overflows float64 beyond t = 709.78 where the loss need
-            # not (0 where log q = t, and a mean may bring a large sum back into range).
-            zero = Scaled.of(np.zeros(shape))
-            losses = (Scaled.exp(t) * Scaled.of(t - log_q)).where(t != -np.inf, zero)
-        else:
-            losses = Scaled.of(np.where(t == 0, 0.0, _xlogx(t) - t * log_q))
-    return _reduce(losses, reduction, x_in.shape)
+    return x_in, t_in, shape
 
 
 def _reduce(losses: Scaled, reduction: str, input_shape: tuple[int, ...]) -> F64:
@@ -78,9 +89,8 @@ def kl_div_grad(
 ) -> F64:
     """d/d(log q) of KL: -p (or -e^(log p) with log_target) per element, scaled by the reduction, and summed over
     the dimensions along which the input was broadcast."""
-    kl_div(input, target, reduction, log_target)
-    x_in, t_in = v.as_array(input), v.as_array(target)
-    shape = np.broadcast_shapes(x_in.shape, t_in.shape)
+    # The loss's own checks (it is not computed: its derivative does not need its value).
+    x_in, t_in, shape = _checked_kl_div(input, target, reduction)
     t = np.broadcast_to(t_in.astype(np.float64), shape)
     slope = Scaled.exp(t) if log_target else Scaled.of(t)
     go = Scaled.of(np.negative(grad_output, dtype=np.float64))
