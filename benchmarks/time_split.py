@@ -2,12 +2,14 @@
 
 For each test it adds up the seconds spent in the suite's checks (``check_parity_batch``,
 ``check_gradient_parity_batch``: the reference, the tolerance model's replay, torch and the comparison) and, of
-those, in torch's own calls (the loss's forward, and autograd's backward pass). A property's time outside its checks
-is hypothesis's: its engine, and drawing the examples. Torch's seconds and hypothesis's together are a floor that no
-work on the suite's own side (reference, replay, comparison) can go below, at the same examples and cases.
+those, in torch's own calls (the loss's forward, and autograd's backward pass) and in the reference's (the loss's
+value or its analytic gradient). A property's time outside its checks is hypothesis's: its engine, and drawing the
+examples. Torch's seconds and hypothesis's together are a floor that no work on the suite's own side (reference,
+replay, comparison) can go below, at the same examples and cases.
 
 It times torch's eager kernels (an ``--impl`` adapter's calls are timed alike, but the plugin does not carry the
-adapter's declarations, so use it without ``--impl``). It writes a JSON object, test id -> {"checks": s, "torch": s},
+adapter's declarations, so use it without ``--impl``). It writes a JSON object, test id -> {"checks": s, "torch": s,
+"reference": s},
 to the path in LOSS_PARITY_TIME_SPLIT when the run ends. Serially only (-n 0): xdist's workers would each write it.
 """
 
@@ -23,9 +25,9 @@ from typing import Any
 import pytest
 import torch
 
-from verification import compare, properties
+from verification import compare, properties, registry
 
-_spent: dict[str, dict[str, float]] = collections.defaultdict(lambda: {"checks": 0.0, "torch": 0.0})
+_spent: dict[str, dict[str, float]] = collections.defaultdict(lambda: {"checks": 0.0, "torch": 0.0, "reference": 0.0})
 _current = {"test": ""}
 
 
@@ -56,6 +58,9 @@ def pytest_configure(config: pytest.Config) -> None:
     def gradients(batch: Any, grad_outputs: Any, impl: Callable[..., Any], **kwargs: Any) -> None:
         _timed(check_gradient_parity_batch, "checks")(batch, grad_outputs, _timed(impl, "torch"), **kwargs)
 
+    reference_value, reference_gradient = compare._reference, registry.reference_gradient
+    patch.setattr(compare, "_reference", lambda loss: _timed(reference_value(loss), "reference"))
+    patch.setattr(registry, "reference_gradient", lambda loss: _timed(reference_gradient(loss), "reference"))
     patch.setattr(properties, "check_parity_batch", parity)
     patch.setattr(properties, "check_gradient_parity_batch", gradients)
     # Tensor.backward calls torch.autograd.backward: one patch times both ways of starting a backward pass.
