@@ -10,7 +10,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -32,6 +32,8 @@ from .tolerance.tracked import (
     summing_on_another_device,
 )
 
+_T = TypeVar("_T")
+
 
 class ParityError(AssertionError):
     """An implementation disagreed with the reference beyond the tolerance model's bound."""
@@ -48,6 +50,23 @@ def _left_out(unsupported: Unsupported, impl: LossImpl) -> str:
     if unsupported.whole:
         pytest.skip(f"UNSUPPORTED by {label(impl)}: {unsupported.reason}{ledger.WHOLE_CHECK}")
     return f"{ledger.UNSUPPORTED_BY}{label(impl)}: {unsupported.reason}"
+
+
+def _called(
+    call: Callable[[], _T], impl: LossImpl, what: Callable[[], str], repro: Callable[[], str], where: str
+) -> _T | str:
+    """``call()``'s result; or, where the implementation lacks an argument of the case, the reason it is left out
+    (``_left_out``). Any other exception fails the check: ``where`` says in what, and the reproducer follows."""
+    __tracebackhide__ = True
+    try:
+        return call()
+    except Unsupported as unsupported:
+        return _left_out(unsupported, impl)
+    except Exception as error:
+        raise ParityError(
+            f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) {where}"
+            f"\n\nReproduce with:\n\n{repro()}\n"
+        ) from error
 
 
 def _where(index: tuple[Any, ...]) -> str:
@@ -333,15 +352,9 @@ def check_parity_batch(
         input, target, kwargs = to_torch(case, dtype, device)
         what = functools.partial(lambda c: f"{c.describe()} in {form} form, {dtype} on {device}", case)
         repro = functools.partial(reproducer.snippet, case, dtype, device, form, label(impl))
-        try:
-            got = impl(input, target, **kwargs)
-        except Unsupported as unsupported:
-            return _left_out(unsupported, impl)
-        except Exception as error:
-            raise ParityError(
-                f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) on a call the reference "
-                f"computes\n\nReproduce with:\n\n{repro()}\n"
-            ) from error
+        got = _called(lambda: impl(input, target, **kwargs), impl, what, repro, "on a call the reference computes")
+        if isinstance(got, str):
+            return got
         return _Outcome(case, got, want, bound.error, what, repro)
 
     def bound_of(case: Case) -> Tracked:
@@ -425,15 +438,9 @@ def check_gradient_parity_batch(
         input.requires_grad_(True)
         repro = functools.partial(reproducer.gradient_snippet, case, grad_output, dtype, device, form, label(impl))
         what = functools.partial(lambda c: f"the gradient of {c.describe()} in {form} form, {dtype} on {device}", case)
-        try:
-            loss = impl(input, target, **kwargs)
-        except Unsupported as unsupported:
-            return _left_out(unsupported, impl)
-        except Exception as error:
-            raise ParityError(
-                f"{what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) computing the loss to "
-                f"differentiate\n\nReproduce with:\n\n{repro()}\n"
-            ) from error
+        loss = _called(lambda: impl(input, target, **kwargs), impl, what, repro, "computing the loss to differentiate")
+        if isinstance(loss, str):
+            return loss
         upstream = torch.as_tensor(grad_output).to(device=device, dtype=dtype.torch)
         return _Forward(case, input, loss, upstream, want, bound.error, what, repro)
 
@@ -449,16 +456,9 @@ def check_gradient_parity_batch(
         done = forward(case, bound)
         if isinstance(done, str):
             return done
-        try:
-            done.loss.backward(done.upstream)
-        except Unsupported as unsupported:
-            return _left_out(unsupported, impl)
-        except Exception as error:
-            raise ParityError(
-                f"{done.what()}: {label(impl)} raised {type(error).__name__}({str(error)!r}) in the backward pass"
-                f"\n\nReproduce with:\n\n{done.repro()}\n"
-            ) from error
-        return outcome(done)
+        backward = functools.partial(done.loss.backward, done.upstream)
+        left_out = _called(backward, impl, done.what, done.repro, "in the backward pass")
+        return left_out if isinstance(left_out, str) else outcome(done)
 
     def check_all(cases: list[Case], bounds: list[Tracked]) -> list[_Outcome | str]:
         """Every case's forward, then one backward pass through all their graphs, as a training step takes it: each
