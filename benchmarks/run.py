@@ -14,8 +14,8 @@ LOSS_PARITY_DRAWING=element-wise LOSS_PARITY_CASES_PER_EXAMPLE=1), or, with ``--
 ci depth; each property's figure is its cases compared over its fastest run (the least disturbed by the machine).
 
 ``--time-split``: one serial ci run of the parity and gradient properties (their small-input ones), each property's
-seconds split into hypothesis's (its engine and the drawing: the time outside the checks), torch's own calls, and the
-suite's checks less torch (the reference, the tolerance model's replay, the comparison); hypothesis's and torch's
+seconds split into hypothesis's (its engine and the drawing: the time outside the checks), torch's own calls, the
+reference's, and the rest of the checks (the tolerance model's replay, the comparison); hypothesis's and torch's
 together are the floor that work on the suite's own side cannot go below (benchmarks/time_split.py).
 """
 
@@ -116,8 +116,8 @@ def properties_side_by_side(losses: list[str], repeats: int, before_tree: str | 
 
 
 def time_split(losses: list[str]) -> list[dict[str, Any]]:
-    """Per small-input parity and gradient property: its seconds (one serial ci run), hypothesis's share, torch's,
-    and the suite's own checks less torch's calls."""
+    """Per small-input parity and gradient property: its seconds (one serial ci run), and hypothesis's, torch's, the
+    reference's and the rest of the checks' shares of them."""
     out = tempfile.mkdtemp(prefix="bench-split-")
     selection = " or ".join(f"[{loss}-" for loss in losses)
     _wall(

@@ -8,9 +8,9 @@ examples. Torch's seconds and hypothesis's together are a floor that no work on 
 replay, comparison) can go below, at the same examples and cases.
 
 It times torch's eager kernels (an ``--impl`` adapter's calls are timed alike, but the plugin does not carry the
-adapter's declarations, so use it without ``--impl``). It writes a JSON object, test id -> {"checks": s, "torch": s,
-"reference": s},
-to the path in LOSS_PARITY_TIME_SPLIT when the run ends. Serially only (-n 0): xdist's workers would each write it.
+adapter's declarations, so use it without ``--impl``). When the run ends it writes a JSON object, test id ->
+{"checks": s, "torch": s, "reference": s}, to the path in LOSS_PARITY_TIME_SPLIT. Serially only (-n 0): xdist's
+workers would each write it.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def binary_cross_entropy(
     sum(l) / numel: the weights are not in the denominator. Both ``input`` and ``target``
     must lie in [0, 1] (NaN included in the rejection), have the same shape and dtype.
     """
-    p, y, w = checked_binary_cross_entropy(input, target, weight, reduction)
+    p, y, w = _checked_binary_cross_entropy(input, target, weight, reduction)
 
     def kernel(p: F64, y: F64, w: F64, out: F64) -> None:
         with np.errstate(divide="ignore"):
@@ -37,7 +37,7 @@ def binary_cross_entropy(
     return reduce(in_leading_blocks(kernel, y.shape, p, y, w), reduction)
 
 
-def checked_binary_cross_entropy(
+def _checked_binary_cross_entropy(
     input: ArrayLike, target: ArrayLike, weight: ArrayLike | None, reduction: str
 ) -> tuple[F64, F64, F64]:
     """Every check of a BCE call, in the order torch makes them, raised as torch raises it (the loss and its
@@ -82,7 +82,7 @@ def binary_cross_entropy_with_logits(
     the output. The target is not range-checked. 'mean' is sum(l) / numel. At infinite
     logits this gives the mathematical limit (0 or inf), where torch gives NaN.
     """
-    x, y, w, pw = checked_binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)
+    x, y, w, pw = _checked_binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)
 
     def kernel(x: F64, y: F64, w: F64, pw: F64, out: F64) -> None:
         # softplus(x) and softplus(-x) share log1p(e^-|x|) (see activations.softplus).
@@ -98,7 +98,7 @@ def binary_cross_entropy_with_logits(
     return reduce(in_leading_blocks(kernel, y.shape, x, y, w, pw), reduction)
 
 
-def checked_binary_cross_entropy_with_logits(
+def _checked_binary_cross_entropy_with_logits(
     input: ArrayLike, target: ArrayLike, weight: ArrayLike | None, reduction: str, pos_weight: ArrayLike | None
 ) -> tuple[F64, F64, F64, F64]:
     """Every check of a BCEWithLogits call, in the order torch makes them, raised as torch raises it (the loss and

@@ -46,7 +46,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _validation as v
 from ._scaled import Scaled
 from .activations import sigmoid, softmax
-from .binary import LOG_CLAMP, checked_binary_cross_entropy, checked_binary_cross_entropy_with_logits
+from .binary import LOG_CLAMP, _checked_binary_cross_entropy, _checked_binary_cross_entropy_with_logits
 from .categorical import (
     _check_index_arguments,
     _checked_cross_entropy,
@@ -80,7 +80,7 @@ def binary_cross_entropy_grad(
 ) -> F64:
     """d/dp of BCE: w [(1 - y) / (1 - p) - y / p], each term 0 where its log is clamped at -100."""
     # The loss's own checks (it is not computed: its derivative does not need its value).
-    p, y, w = checked_binary_cross_entropy(input, target, weight, reduction)
+    p, y, w = _checked_binary_cross_entropy(input, target, weight, reduction)
     w = np.broadcast_to(w, y.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_p_free, log_1mp_free = np.log(p) > LOG_CLAMP, np.log1p(-p) > LOG_CLAMP
@@ -102,7 +102,7 @@ def binary_cross_entropy_with_logits_grad(
 ) -> F64:
     """d/dx of BCEWithLogits: w [(1 - y) sigmoid(x) - pw y sigmoid(-x)]."""
     # The loss's own checks (it is not computed: its derivative does not need its value).
-    x, y, w, pw = checked_binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)
+    x, y, w, pw = _checked_binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)
     per_element = np.broadcast_to(w * ((1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x)), y.shape)
     return _scale(per_element, reduction, grad_output, float(y.size))
 
