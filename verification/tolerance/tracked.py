@@ -206,7 +206,7 @@ def merge_rules(*codes: Any) -> F64:
     """Element-wise, the lowest rule code among ``codes`` (broadcast together), 0 where none is set: the rule of a
     bound composed from several (a sum of bounds, or the larger of two)."""
     merged = np.zeros(np.broadcast_shapes(*(np.shape(c) for c in codes)), dtype=CODE)
-    codes = tuple(c for c in codes if np.any(c))  # the common case, every bound finite, costs one test each
+    codes = tuple(c for c in codes if np.asarray(c).any())  # the common case, every bound finite: one test each
     for c in codes:
         c = np.asarray(c, dtype=CODE)
         merged = np.where((merged == 0) | ((c != 0) & (c < merged)), c, merged).astype(CODE)
@@ -218,7 +218,7 @@ def first_rule(bound: Any, unbounded_by: Any) -> Rule | None:
     finite (or NaN). An infinite element without a code is a defect of whatever composed the bound."""
     bound = np.asarray(bound)
     infinite = np.isinf(bound)
-    if not np.any(infinite):
+    if not infinite.any():
         return None
     codes = np.broadcast_to(np.asarray(unbounded_by, dtype=CODE), bound.shape)[infinite]
     codes = codes[codes != 0]
@@ -230,7 +230,7 @@ def _attribute(error: Any, inherited: Any, fresh: Any) -> F64:
     """The rule of each element whose error bound is not finite: an operand's (``inherited``, where its bound was
     already not finite: the root cause), else the rule that fired here (``fresh``)."""
     finite = np.isfinite(error)
-    if np.all(finite):  # the common case: nothing to attribute
+    if finite.all():  # the common case: nothing to attribute
         return np.zeros(np.shape(error), dtype=CODE)
     with np.errstate(invalid="ignore"):
         return np.where(finite, 0, np.where(inherited != 0, inherited, fresh)).astype(CODE)
@@ -238,7 +238,7 @@ def _attribute(error: Any, inherited: Any, fresh: Any) -> F64:
 
 def _along(codes: F64, axis: int | None) -> F64:
     """The lowest rule code along ``axis`` (0 where none is set): a reduction's inherited rule."""
-    if not np.any(codes):
+    if not codes.any():
         return np.zeros(np.sum(codes, axis=axis).shape, dtype=CODE)
     top = np.iinfo(CODE).max
     lowest = np.min(np.where(codes == 0, top, codes), axis=axis, initial=top)
